@@ -1,0 +1,174 @@
+// Package config owns certplane's model: the YAML schema users write, the
+// certificate directory they fill, and the validation that stands between
+// both and any data plane. Load reads both trees and returns an immutable
+// Model holding only what is valid, plus every Problem found, each naming the
+// file and what is wrong. config never logs and imports neither envoy nor xds.
+package config
+
+import (
+	"crypto"
+	"crypto/x509"
+	"time"
+)
+
+// Model is one consistent, validated view of the config and certificate
+// directories. It is never mutated after Load returns: share it freely.
+//
+// Listeners holds only listeners whose every input is valid. A listener that
+// has a problem is absent here and named in Problems (Problem.Listener), so
+// the publisher can keep serving its last good version.
+type Model struct {
+	Listeners []*Listener            // sorted by name; valid ones only
+	Backends  map[string]*Backend    // by name; valid ones only
+	Servers   map[string]*KeyPair    // certs/server/<name>, valid ones only
+	Clients   map[string]*KeyPair    // certs/client/<name>, valid ones only
+	Trust     map[string]*TrustStore // certs/trust/<store>, valid ones only
+	Problems  []Problem              // errors: each blocks the listeners it names
+	Warnings  []Problem              // served anyway, but worth an operator's look
+	// Sources maps every listener name that was defined by a config file
+	// that parsed, to that file, including listeners with problems. A config
+	// file that failed to parse appears in Problems with Listener "" and its
+	// File set: the publisher keeps the last good listeners from that file.
+	Sources map[string]string
+}
+
+// Problem is one error or warning, always naming a file.
+type Problem struct {
+	File     string // absolute or as given under the watched root; never empty
+	Line     int    // 1-based line in File when known, else 0
+	Listener string // the listener this blocks, "" when it is file-wide
+	Err      error  // wrapped; its text names the file and the defect
+}
+
+func (p Problem) Error() string { return p.Err.Error() }
+
+// Listener is one HTTPS listener.
+type Listener struct {
+	Name              string // [a-z0-9-]+, unique across files
+	Address           string // host:port as written (host may be an IP or 0.0.0.0/::)
+	Host              string // IP literal
+	Port              uint32
+	Certificates      []string // names under certs/server; [0] is the default
+	TLS               TLSPolicy
+	HTTP2             bool
+	ClientAuth        ClientAuth
+	ClientCertHeaders []string // "xfcc", "alb"
+	Routes            []Route
+	SourceFile        string
+}
+
+// TLSPolicy is the resolved TLS policy: versions and cipher suites in
+// OpenSSL/BoringSSL names, as Envoy's tls_params takes them.
+type TLSPolicy struct {
+	Name         string // "tls12", "tls13" or "custom"
+	MinVersion   string // "TLSv1_2" or "TLSv1_3" (Envoy enum names)
+	MaxVersion   string // "TLSv1_2" or "TLSv1_3"
+	CipherSuites []string
+}
+
+// Client authentication modes.
+const (
+	ModeOff         = "off"
+	ModeOptional    = "optional"
+	ModePassthrough = "passthrough"
+	ModeVerify      = "verify"
+)
+
+// CRL checking scopes.
+const (
+	CRLFullChain = "full_chain"
+	CRLLeafOnly  = "leaf_only"
+)
+
+// ClientAuth is the client certificate policy of a listener.
+type ClientAuth struct {
+	Mode              string // one of the Mode* constants
+	TrustStore        string // certs/trust/<name>; required for optional and verify
+	CRL               string // CRLFullChain (default) or CRLLeafOnly
+	AllowExpired      bool
+	MaxVerifyDepth    *uint32
+	CertificateHashes []string // lower-case hex sha256 of DER, no colons
+	SPKIHashes        []string // base64 sha256 of SPKI
+	AdvertiseCANames  bool     // default true
+	SubjectAltNames   []SANMatcher
+}
+
+// SANMatcher is one entry of the subject-alt-name allow-list. Exactly one of
+// Exact, Prefix, Suffix, Contains, Regex is set.
+type SANMatcher struct {
+	Type     string // dns | uri | email | ip
+	Exact    string
+	Prefix   string
+	Suffix   string
+	Contains string
+	Regex    string // RE2 syntax
+}
+
+// Route sends a path prefix to a backend.
+type Route struct {
+	PathPrefix string
+	Backend    string
+}
+
+// Backend is a set of upstream endpoints balanced round robin.
+type Backend struct {
+	Name        string
+	Endpoints   []Endpoint
+	HealthCheck *HealthCheck // nil: no active health checking
+	TLS         *UpstreamTLS // nil: plain HTTP to the endpoints
+	SourceFile  string
+}
+
+// Endpoint is one upstream host:port. Host is an IP literal or a DNS name.
+type Endpoint struct {
+	Host string
+	Port uint32
+}
+
+// IsIP reports whether the endpoint host is an IP literal.
+func (e Endpoint) IsIP() bool { return isIP(e.Host) }
+
+// HealthCheck is an active HTTP health check with Envoy's semantics.
+type HealthCheck struct {
+	Path               string
+	Interval           time.Duration
+	Timeout            time.Duration
+	HealthyThreshold   uint32
+	UnhealthyThreshold uint32
+}
+
+// UpstreamTLS is HTTPS (or mTLS when Certificate is set) to the endpoints.
+type UpstreamTLS struct {
+	TrustStore  string // certs/trust/<name>; "" means the system pool is not used: required
+	Certificate string // certs/client/<name>; "" for no client certificate
+	SNI         string
+}
+
+// KeyPair is a certificate chain (leaf first) with its private key.
+type KeyPair struct {
+	Name     string
+	Chain    []*x509.Certificate
+	Key      crypto.Signer
+	ChainPEM []byte // leaf then intermediates, normalised PEM
+	KeyPEM   []byte // PKCS#8 PEM; never log it
+	CertFile string
+	KeyFile  string
+}
+
+// TrustStore is a bundle of CA certificates and the CRLs issued by them.
+type TrustStore struct {
+	Name   string
+	CAs    []*x509.Certificate
+	CRLs   []*x509.RevocationList
+	CAPEM  []byte   // every CA, PEM, in file then document order
+	CRLPEM []byte   // every CRL, PEM; empty when the store has none
+	Files  []string // the files it was read from
+}
+
+// The loader's entry points (implemented in load.go):
+//
+//	func Load(certsDir, configDir string) (*Model, error)
+//
+// Load reads both trees from scratch. Its error is non-nil only when a
+// directory cannot be read at all; every defect of a file is a Problem in the
+// returned Model, which always holds whatever is valid.
