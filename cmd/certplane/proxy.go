@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/proxy"
+	"github.com/certplane/certplane/xds"
+	"github.com/certplane/certplane/xds/client"
+)
+
+func init() {
+	register("proxy", command{
+		summary: "run the bundled HTTPS data plane (standalone, or fed by a remote certplane serve)",
+		run:     runProxy,
+	})
+}
+
+// proxyFlags are the flags of `certplane proxy`.
+type proxyFlags struct {
+	certs, config                  string
+	xdsAddr, xdsCert, xdsKey, xdsCA string
+	xdsInsecure                    bool
+	nodeID, nodeCluster            string
+	adminAddr, logFile, logLevel   string
+	drain                          time.Duration
+}
+
+const proxyUsage = `Terminates HTTPS with mutual TLS and forwards to backends round robin,
+from the same xDS resources Envoy gets.
+
+Standalone (default): the control plane runs in this process, watching
+--certs and --config, and feeds the proxy over a private unix socket.
+Remote: --xds connects to a running 'certplane serve' (host:port or
+unix:///path), with xDS mTLS when --xds-cert, --xds-key and --xds-ca are set.
+
+The connection log (one JSON line per handshake and per request) goes to
+stdout, or to --log-file. Operational logs go to stderr.`
+
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f proxyFlags
+	fs := newFlagSet("proxy", "certplane proxy [--certs DIR --config DIR | --xds ADDR] [flags]", proxyUsage)
+	fs.StringVar(&f.certs, "certs", "certs", "certificate directory (standalone mode)")
+	fs.StringVar(&f.config, "config", "config", "config directory (standalone mode)")
+	fs.StringVar(&f.xdsAddr, "xds", "", "address of a remote certplane serve: host:port or unix:///path")
+	fs.StringVar(&f.xdsCert, "xds-cert", "", "client certificate for xDS mTLS (PEM)")
+	fs.StringVar(&f.xdsKey, "xds-key", "", "client key for xDS mTLS (PEM)")
+	fs.StringVar(&f.xdsCA, "xds-ca", "", "CA bundle that signs the xDS server certificate (PEM)")
+	fs.BoolVar(&f.xdsInsecure, "xds-insecure", false, "allow plaintext xDS to a non-loopback address (it carries private keys)")
+	fs.StringVar(&f.nodeID, "node-id", "", "xDS node id (default: certplane-proxy-<hostname>)")
+	fs.StringVar(&f.nodeCluster, "node-cluster", "certplane-proxy", "xDS node cluster")
+	fs.StringVar(&f.adminAddr, "admin-address", "127.0.0.1:18002", "admin endpoint: /healthz /readyz /status /metrics (empty: off)")
+	fs.StringVar(&f.logFile, "log-file", "", "write the connection log to this file instead of stdout")
+	fs.StringVar(&f.logLevel, "log-level", "info", "operational log level: debug, info, warn, error")
+	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
+	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usageError("--log-level %q: %v", f.logLevel, err)
+	}
+	if (f.xdsCert == "") != (f.xdsKey == "") {
+		return usageError("--xds-cert and --xds-key go together")
+	}
+	if f.xdsAddr == "" && (f.xdsCert != "" || f.xdsCA != "") {
+		return usageError("--xds-cert, --xds-key and --xds-ca need --xds")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	connOut := stdout
+	if f.logFile != "" {
+		fl, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("--log-file: %w", err)
+		}
+		defer fl.Close()
+		connOut = fl
+	}
+	reg := admin.NewRegistry()
+	p := proxy.New(proxy.Options{
+		Logger:       log.With("component", "proxy"),
+		ConnLog:      slog.New(slog.NewJSONHandler(connOut, nil)),
+		Registry:     reg,
+		DrainTimeout: f.drain,
+	})
+	cfg := client.Config{NodeID: f.nodeID, NodeCluster: f.nodeCluster, Insecure: f.xdsInsecure}
+	if cfg.NodeID == "" {
+		host, _ := os.Hostname()
+		cfg.NodeID = "certplane-proxy-" + host
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	status := func() any { return admin.Status{Proxy: p.Status()} }
+	ready := p.Ready
+	// Every component reports here; the first failure stops the others.
+	results := make(chan error, 3)
+	errc := make(chan error, 3)
+	go func() {
+		for err := range results {
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("component stopped", "error", err)
+				cancel()
+			}
+			errc <- err
+		}
+	}()
+	defer close(results)
+	running := 0
+	if f.xdsAddr != "" {
+		cfg.Target = f.xdsAddr
+		if f.xdsCA != "" || f.xdsCert != "" {
+			tc, err := xdsClientTLS(f)
+			if err != nil {
+				return err
+			}
+			cfg.TLS = tc
+		}
+	} else {
+		cp, target, cleanup, err := startEmbedded(ctx, f, reg, log, results)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		running += 2
+		cfg.Target = target
+		status = func() any { return admin.Status{ControlPlane: cp.Status(), Proxy: p.Status()} }
+		ready = func() bool { return cp.Ready() && p.Ready() }
+	}
+	if f.adminAddr != "" {
+		lis, err := net.Listen("tcp", f.adminAddr)
+		if err != nil {
+			return fmt.Errorf("--admin-address: %w", err)
+		}
+		h := admin.Handler(admin.Options{Status: status, Ready: ready, Registry: reg, Logger: log.With("component", "admin")})
+		running++
+		go func() { results <- admin.Serve(ctx, lis, h) }()
+		log.Info("admin endpoint", "address", lis.Addr().String())
+	}
+	runErr := p.Run(ctx, cfg)
+	cancel()
+	for ; running > 0; running-- {
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+// startEmbedded runs the control plane in this process on a private unix
+// socket (mode 0600 in a fresh 0700 directory), so that standalone mode
+// consumes exactly the resources a remote `certplane serve` would send.
+func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, errc chan<- error) (*xds.ControlPlane, string, func(), error) {
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "certplane-xds-")
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("embedded control plane: %w", err)
+	}
+	target := "unix://" + filepath.Join(dir, "xds.sock")
+	lis, creds, err := xds.Listen(target, xds.Security{})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, "", nil, fmt.Errorf("embedded control plane: %w", err)
+	}
+	go func() { errc <- cp.Run(ctx) }()
+	go func() { errc <- cp.Serve(ctx, lis, creds) }()
+	return cp, target, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// xdsClientTLS is the proxy's side of xDS mTLS.
+func xdsClientTLS(f proxyFlags) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.xdsCert != "" {
+		kp, err := tls.LoadX509KeyPair(f.xdsCert, f.xdsKey)
+		if err != nil {
+			return nil, fmt.Errorf("--xds-cert/--xds-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{kp}
+	}
+	if f.xdsCA != "" {
+		pem, err := os.ReadFile(f.xdsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--xds-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--xds-ca %s: no PEM certificate found", f.xdsCA)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}

@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+)
+
+// clusterState is one cluster of one state.
+type clusterState struct {
+	name           string
+	hosts          []*host
+	rt             *clusterRuntime
+	transport      *http.Transport
+	transportKey   string
+	scheme         string // "https" with an UpstreamTlsContext
+	connectTimeout time.Duration
+	hc             *hcConfig
+	outlier        *outlierConfig
+	// secrets names the SDS secrets the upstream TLS context uses.
+	secrets []string
+}
+
+// clusterSpec is a Cluster checked on its own, before endpoints and secrets.
+type clusterSpec struct {
+	eds            bool
+	endpoints      []string // inline load_assignment (STATIC, STRICT_DNS)
+	network        string   // "tcp", "tcp4", "tcp6" from dns_lookup_family
+	v4Preferred    bool
+	connectTimeout time.Duration
+	hc             *hcConfig
+	outlier        *outlierConfig
+	upstream       *upstreamSpec
+}
+
+func checkCluster(c *clusterv3.Cluster) (*clusterSpec, error) {
+	s := &clusterSpec{network: "tcp", connectTimeout: 5 * time.Second}
+	if ct := c.GetConnectTimeout(); ct != nil {
+		if err := ct.CheckValid(); err != nil || ct.AsDuration() <= 0 {
+			return nil, errors.New("connect_timeout must be a positive duration")
+		}
+		s.connectTimeout = ct.AsDuration()
+	}
+	switch c.GetType() {
+	case clusterv3.Cluster_EDS:
+		s.eds = true
+		if c.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
+			return nil, errors.New("eds_cluster_config.eds_config must be ADS")
+		}
+	case clusterv3.Cluster_STATIC, clusterv3.Cluster_STRICT_DNS:
+		eps, err := claEndpoints(c.GetLoadAssignment())
+		if err != nil {
+			return nil, fmt.Errorf("load_assignment: %w", err)
+		}
+		s.endpoints = eps
+	default:
+		return nil, fmt.Errorf("type %v is not implemented by certplane proxy", c.GetType())
+	}
+	switch c.GetDnsLookupFamily() {
+	case clusterv3.Cluster_V4_ONLY:
+		s.network = "tcp4"
+	case clusterv3.Cluster_V6_ONLY:
+		s.network = "tcp6"
+	case clusterv3.Cluster_V4_PREFERRED:
+		s.v4Preferred = true
+	}
+	for i, hc := range c.GetHealthChecks() {
+		if i > 0 {
+			return nil, errors.New("health_checks: more than one health check is not implemented by certplane proxy")
+		}
+		cfg, err := buildHealthCheck(hc)
+		if err != nil {
+			return nil, fmt.Errorf("health_checks[0]: %w", err)
+		}
+		s.hc = cfg
+	}
+	s.outlier = buildOutlier(c.GetOutlierDetection())
+	if ts := c.GetTransportSocket(); ts != nil {
+		up, err := checkUpstreamTLS(ts)
+		if err != nil {
+			return nil, fmt.Errorf("transport_socket: %w", err)
+		}
+		s.upstream = up
+	}
+	return s, nil
+}
+
+// claEndpoints lists a ClusterLoadAssignment's endpoints as host:port.
+func claEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]string, error) {
+	var out []string
+	for i, loc := range cla.GetEndpoints() {
+		for j, lb := range loc.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil || sa.GetAddress() == "" {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: socket_address is missing", i, j)
+			}
+			if sa.GetPortValue() == 0 || sa.GetPortValue() > 65535 {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: port_value %d is out of range", i, j, sa.GetPortValue())
+			}
+			out = append(out, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		}
+	}
+	return out, nil
+}
+
+// socketAddress renders a listener address as host:port.
+func socketAddress(a *corev3.Address) (string, error) {
+	sa := a.GetSocketAddress()
+	if sa == nil {
+		return "", errors.New("address.socket_address is missing")
+	}
+	if net.ParseIP(sa.GetAddress()) == nil {
+		return "", fmt.Errorf("address.socket_address.address %q is not an IP address", sa.GetAddress())
+	}
+	if sa.GetPortValue() > 65535 {
+		return "", fmt.Errorf("address.socket_address.port_value %d is out of range", sa.GetPortValue())
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), nil
+}
+
+// newTransport builds the HTTP/1.1 transport of a cluster: Envoy speaks
+// HTTP/1.1 upstream unless told otherwise, and so does the proxy.
+func newTransport(s *clusterSpec, up *upstreamTLS) *http.Transport {
+	d := &net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		if s.v4Preferred {
+			c, err := d.DialContext(ctx, "tcp4", addr)
+			if err == nil {
+				return c, nil
+			}
+			if c6, err6 := d.DialContext(ctx, "tcp6", addr); err6 == nil {
+				return c6, nil
+			}
+			return nil, err
+		}
+		return d.DialContext(ctx, s.network, addr)
+	}
+	t := &http.Transport{
+		DialContext:           dial,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       time.Hour, // Envoy's upstream default idle timeout
+		ResponseHeaderTimeout: 0,         // the route timeout bounds the request instead
+		ForceAttemptHTTP2:     false,
+	}
+	if up != nil {
+		t.TLSClientConfig = up.config
+		t.TLSHandshakeTimeout = s.connectTimeout
+	}
+	return t
+}

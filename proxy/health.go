@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// hcConfig is what the proxy honours of a HealthCheck.
+type hcConfig struct {
+	timeout            time.Duration
+	interval           time.Duration
+	healthyThreshold   int
+	unhealthyThreshold int
+	path               string
+}
+
+func (c *hcConfig) key() string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("%v|%v|%d|%d|%s", c.timeout, c.interval, c.healthyThreshold, c.unhealthyThreshold, c.path)
+}
+
+func buildHealthCheck(hc *corev3.HealthCheck) (*hcConfig, error) {
+	h := hc.GetHttpHealthCheck()
+	if h == nil {
+		return nil, errors.New("only http_health_check is implemented by certplane proxy")
+	}
+	if h.GetPath() == "" {
+		return nil, errors.New("http_health_check.path is empty")
+	}
+	c := &hcConfig{path: h.GetPath()}
+	if hc.GetTimeout() == nil || hc.GetTimeout().AsDuration() <= 0 {
+		return nil, errors.New("timeout must be a positive duration")
+	}
+	if hc.GetInterval() == nil || hc.GetInterval().AsDuration() <= 0 {
+		return nil, errors.New("interval must be a positive duration")
+	}
+	if hc.GetHealthyThreshold() == nil || hc.GetUnhealthyThreshold() == nil {
+		return nil, errors.New("healthy_threshold and unhealthy_threshold are required")
+	}
+	c.timeout, c.interval = hc.GetTimeout().AsDuration(), hc.GetInterval().AsDuration()
+	c.healthyThreshold = max(1, int(hc.GetHealthyThreshold().GetValue()))
+	c.unhealthyThreshold = max(1, int(hc.GetUnhealthyThreshold().GetValue()))
+	return c, nil
+}
+
+// healthChecker runs active HTTP health checks for one cluster's hosts.
+type healthChecker struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// hcDeps is what a checker reports into.
+type hcDeps struct {
+	log      *slog.Logger
+	onChange func(h *host, healthy bool)
+}
+
+// startHealthChecker checks each host every interval. A host starts
+// unhealthy; its first success marks it healthy at once; afterwards
+// unhealthyThreshold consecutive failures mark it unhealthy and
+// healthyThreshold consecutive successes healthy again (Envoy's semantics).
+// Success is HTTP 200. Envoy sends the cluster name as Host by default.
+func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme string, t *http.Transport, d hcDeps) *healthChecker {
+	ctx, cancel := context.WithCancel(context.Background())
+	hc := &healthChecker{cancel: cancel}
+	client := &http.Client{Transport: t, Timeout: cfg.timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	for _, h := range hosts {
+		hc.wg.Add(1)
+		go func() {
+			defer hc.wg.Done()
+			var ok, fail int
+			tick := time.NewTicker(cfg.interval)
+			defer tick.Stop()
+			for {
+				good := probe(ctx, client, scheme, cluster, h.addr, cfg.path)
+				if ctx.Err() != nil {
+					return
+				}
+				was := h.healthy.Load()
+				if good {
+					ok, fail = ok+1, 0
+					if !h.checked.Swap(true) || ok >= cfg.healthyThreshold {
+						h.healthy.Store(true)
+					}
+				} else {
+					ok, fail = 0, fail+1
+					if fail >= cfg.unhealthyThreshold {
+						h.healthy.Store(false)
+					}
+				}
+				if now := h.healthy.Load(); now != was {
+					d.log.Info("health check changed host state", "cluster", cluster, "host", h.addr, "healthy", now)
+					d.onChange(h, now)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	return hc
+}
+
+func probe(ctx context.Context, c *http.Client, scheme, cluster, addr, path string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+path, nil)
+	if err != nil {
+		return false
+	}
+	req.Host = cluster
+	req.Header.Set("User-Agent", "certplane-proxy-health-check")
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (hc *healthChecker) stop() {
+	hc.cancel()
+	hc.wg.Wait()
+}

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// host is one upstream endpoint. Its identity (cluster, address) outlives
+// resource updates, so its health and outlier state survive an update that
+// keeps the endpoint.
+type host struct {
+	cluster string
+	addr    string // host:port; a DNS name for STRICT_DNS, resolved at dial time
+
+	// healthy is the active health-check verdict; true when the cluster has
+	// no health checks.
+	healthy atomic.Bool
+	// checked records that a health check has succeeded at least once, so
+	// the first success marks the host healthy at once, as in Envoy.
+	checked atomic.Bool
+
+	mu           sync.Mutex
+	cons5xx      int
+	consGateway  int
+	ejectedUntil time.Time
+	ejections    int // consecutive ejections: the ejection time multiplier
+}
+
+// usable reports whether the host may receive traffic outside panic mode.
+func (h *host) usable(now time.Time) bool {
+	return h.healthy.Load() && !h.ejected(now)
+}
+
+func (h *host) ejected(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return now.Before(h.ejectedUntil)
+}
+
+// clusterRuntime is the long-lived, mutable side of a cluster: its hosts by
+// address, the round-robin cursor and the health checker. Only the proxy's
+// update path touches it, under Proxy.mu.
+type clusterRuntime struct {
+	hosts   map[string]*host
+	rr      atomic.Uint64
+	checker *healthChecker
+	// hcKey is the health-check configuration the checker runs with.
+	hcKey string
+}
+
+// envoyPanicThreshold is Envoy's default healthy_panic_threshold (50%).
+const envoyPanicThreshold = 50
+
+// pick returns the next host round robin over the usable hosts, or over all
+// hosts when fewer than the panic threshold are usable (Envoy's panic mode).
+func (c *clusterState) pick(now time.Time) *host {
+	if len(c.hosts) == 0 {
+		return nil
+	}
+	usable := make([]*host, 0, len(c.hosts))
+	for _, h := range c.hosts {
+		if h.usable(now) {
+			usable = append(usable, h)
+		}
+	}
+	if len(usable)*100 < envoyPanicThreshold*len(c.hosts) {
+		usable = c.hosts
+	}
+	i := c.rt.rr.Add(1) - 1
+	return usable[i%uint64(len(usable))]
+}

@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus series, on its own registry.
+type metrics struct {
+	handshakes      *prometheus.CounterVec
+	requests        *prometheus.CounterVec
+	closedByRecheck *prometheus.CounterVec
+	xdsConnected    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
+	m := &metrics{
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certplane_proxy_handshakes_total",
+			Help: "TLS handshakes by listener, result (ok|fail) and failure reason.",
+		}, []string{"listener", "result", "reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certplane_proxy_requests_total",
+			Help: "HTTP requests by listener, upstream cluster, upstream host and status code.",
+		}, []string{"listener", "cluster", "host", "code"}),
+		closedByRecheck: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certplane_proxy_connections_closed_by_recheck_total",
+			Help: "Open connections closed because their client certificate stopped verifying after a trust or CRL update.",
+		}, []string{"listener", "reason"}),
+		xdsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "certplane_proxy_xds_connected",
+			Help: "1 while the ADS stream to the control plane is up.",
+		}),
+	}
+	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, &stateCollector{p: p})
+	return m
+}
+
+var (
+	descEndpointHealthy = prometheus.NewDesc("certplane_proxy_endpoint_healthy",
+		"1 when the endpoint receives traffic (active health check passing and not ejected by outlier detection).",
+		[]string{"cluster", "host"}, nil)
+	descCertExpiry = prometheus.NewDesc("certplane_proxy_certificate_expiry_seconds",
+		"Seconds until the certificate of an SDS key-pair secret expires (negative once expired).",
+		[]string{"secret"}, nil)
+	descCRLExpiry = prometheus.NewDesc("certplane_proxy_crl_expiry_seconds",
+		"Seconds until the earliest next_update of the CRLs of an SDS validation-context secret (negative once stale: handshakes fail closed).",
+		[]string{"secret"}, nil)
+	descListenerConns = prometheus.NewDesc("certplane_proxy_listener_connections",
+		"Open downstream connections per listener.", []string{"listener"}, nil)
+	descWarming = prometheus.NewDesc("certplane_proxy_listener_warming",
+		"1 while a listener waits for resources it references.", []string{"listener"}, nil)
+)
+
+// stateCollector reads the current state at scrape time, so series of
+// removed hosts and secrets disappear with them.
+type stateCollector struct{ p *Proxy }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descEndpointHealthy
+	ch <- descCertExpiry
+	ch <- descCRLExpiry
+	ch <- descListenerConns
+	ch <- descWarming
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.p.state.Load()
+	now := time.Now()
+	for _, cl := range st.clusters {
+		for _, h := range cl.hosts {
+			v := 0.0
+			if h.usable(now) {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descEndpointHealthy, prometheus.GaugeValue, v, cl.name, h.addr)
+		}
+	}
+	for name, s := range st.secrets {
+		certExp, crlExp := s.expiry()
+		if !certExp.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, certExp.Sub(now).Seconds(), name)
+		}
+		if !crlExp.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descCRLExpiry, prometheus.GaugeValue, crlExp.Sub(now).Seconds(), name)
+		}
+	}
+	for name := range st.warming {
+		ch <- prometheus.MustNewConstMetric(descWarming, prometheus.GaugeValue, 1, name)
+	}
+	for name, n := range c.p.connCounts() {
+		ch <- prometheus.MustNewConstMetric(descListenerConns, prometheus.GaugeValue, float64(n), name)
+	}
+}

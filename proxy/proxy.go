@@ -1,0 +1,334 @@
+// Package proxy is certplane's fallback data plane: an HTTPS reverse proxy
+// with mutual TLS, fed by the very xDS resources Envoy gets. It knows only
+// xDS resources (docs/resources.md), honours exactly the fields listed
+// there, and NACKs any resource that sets another field.
+//
+// Every update builds one immutable state (listeners, filter chains with
+// their certificates and verifiers, routes, clusters) that is swapped
+// atomically. Sockets, connections and health checkers are reconciled
+// against it: listeners are bound, rebound or drained; open connections
+// are rechecked when their verifier changes (a CRL revokes a live client).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/xds/client"
+)
+
+// Options configures a Proxy. Zero values are usable.
+type Options struct {
+	// Logger receives operational logs (listener started, xDS problems).
+	Logger *slog.Logger
+	// ConnLog receives the connection and request log: one JSON line per
+	// handshake and per request. Use a JSON handler.
+	ConnLog *slog.Logger
+	// Registry receives the proxy's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// DrainTimeout bounds a graceful drain (listener removed, shutdown).
+	// Default 30s.
+	DrainTimeout time.Duration
+	// FailureLogWindow rate-limits identical handshake failure lines per
+	// (listener, reason, client IP). Default 10s; negative disables.
+	FailureLogWindow time.Duration
+	// MTLS is passed to every mtls.NewVerifier.
+	MTLS mtls.Options
+}
+
+// Proxy is the fallback data plane.
+type Proxy struct {
+	opts        Options
+	log         *slog.Logger
+	connLog     *slog.Logger
+	reg         *prometheus.Registry
+	metrics     *metrics
+	limiter     *failureLimiter
+	rp          *httputil.ReverseProxy
+	mtlsOptions mtls.Options
+
+	state atomic.Pointer[state]
+	// status is what /status shows, rebuilt on every update.
+	status    atomic.Pointer[Status]
+	connected atomic.Bool
+	updated   atomic.Bool
+	live      atomic.Pointer[map[string]*listenerRuntime]
+
+	// mu serialises updates and guards the runtime maps below.
+	mu        sync.Mutex
+	closed    bool
+	listeners map[string]*listenerRuntime
+	runtimes  map[string]*clusterRuntime
+	bindErrs  map[string]string
+
+	bg sync.WaitGroup // drains in flight
+}
+
+// New makes a proxy that serves nothing until its first update.
+func New(opts Options) *Proxy {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.ConnLog == nil {
+		opts.ConnLog = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	if opts.FailureLogWindow == 0 {
+		opts.FailureLogWindow = 10 * time.Second
+	}
+	p := &Proxy{
+		opts: opts, log: opts.Logger, connLog: opts.ConnLog, reg: opts.Registry,
+		limiter: newFailureLimiter(opts.FailureLogWindow), mtlsOptions: opts.MTLS,
+		listeners: map[string]*listenerRuntime{}, runtimes: map[string]*clusterRuntime{}, bindErrs: map[string]string{},
+	}
+	p.state.Store(emptyState())
+	p.status.Store(&Status{})
+	live := map[string]*listenerRuntime{}
+	p.live.Store(&live)
+	p.metrics = newMetrics(p.reg, p)
+	p.rp = p.newReverseProxy()
+	return p
+}
+
+// Registry is the proxy's metrics registry.
+func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
+
+// ClientConfig completes an xDS client configuration with the proxy's
+// validator and callbacks.
+func (p *Proxy) ClientConfig(cfg client.Config) client.Config {
+	cfg.Validate = p.Validate
+	cfg.OnUpdate = p.Update
+	cfg.OnConnState = p.setConnected
+	if cfg.Logger == nil {
+		cfg.Logger = p.log.With("component", "xds-client")
+	}
+	return cfg
+}
+
+// Run runs the xDS client and serves until ctx ends, then drains every
+// listener gracefully (bounded by DrainTimeout) and returns.
+func (p *Proxy) Run(ctx context.Context, cfg client.Config) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- client.Run(cctx, p.ClientConfig(cfg)) }()
+	sweep := time.NewTicker(max(p.opts.FailureLogWindow, time.Second))
+	defer sweep.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			errc = nil
+			if err != nil && !errors.Is(err, context.Canceled) {
+				runErr = fmt.Errorf("xds client: %w", err)
+				break loop
+			}
+		case now := <-sweep.C:
+			p.limiter.sweep(now, func(k limitKey, n int) {
+				p.connLog.Info("handshake failures suppressed", "event", "handshake", "listener", k.listener,
+					"client_ip", k.ip, "result", "fail", "reason", k.reason, "suppressed", n)
+			})
+		}
+	}
+	cancel()
+	if errc != nil {
+		<-errc
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), p.opts.DrainTimeout+time.Second)
+	defer dcancel()
+	if err := p.Shutdown(dctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func (p *Proxy) setConnected(up bool) {
+	p.connected.Store(up)
+	if up {
+		p.metrics.xdsConnected.Set(1)
+	} else {
+		p.metrics.xdsConnected.Set(0)
+	}
+	p.log.Info("xds connection state", "connected", up)
+}
+
+// Update builds the next state from the accepted resources, publishes it,
+// and reconciles sockets, health checkers and open connections with it.
+func (p *Proxy) Update(res client.Resources) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	prev := p.state.Load()
+	b := &builder{prev: prev, runtimes: p.runtimes, mtlsOptions: p.mtlsOptions}
+	next := b.build(res)
+	p.state.Store(next)
+	p.reconcileClusters(next)
+	p.reconcileListeners(next)
+	p.recheck(next)
+	p.updated.Store(true)
+	for _, k := range sortedKeys(b.problems) {
+		p.log.Error("resource not applied, previous version kept", "resource", k, "error", b.problems[k])
+	}
+	for _, k := range sortedKeys(next.warming) {
+		p.log.Info("listener warming", "listener", k, "waiting_for", next.warming[k])
+	}
+	p.status.Store(p.buildStatus(next, b.problems))
+}
+
+// reconcileClusters starts, restarts and stops health checkers, and drops
+// the runtimes of removed clusters.
+func (p *Proxy) reconcileClusters(st *state) {
+	for name, rt := range p.runtimes {
+		if _, ok := st.clusters[name]; !ok {
+			if rt.checker != nil {
+				rt.checker.stop()
+			}
+			delete(p.runtimes, name)
+		}
+	}
+	for name, cs := range st.clusters {
+		rt := cs.rt
+		key := ""
+		if cs.hc != nil {
+			key = cs.hc.key() + "|" + cs.transportKey
+			for _, h := range cs.hosts {
+				key += "|" + h.addr
+			}
+		}
+		if key == rt.hcKey {
+			continue
+		}
+		if rt.checker != nil {
+			rt.checker.stop()
+			rt.checker = nil
+		}
+		switch {
+		case cs.hc == nil:
+			for _, h := range cs.hosts {
+				h.healthy.Store(true)
+			}
+		case rt.hcKey == "":
+			// Health checking starts now: every host starts unhealthy.
+			for _, h := range cs.hosts {
+				h.healthy.Store(false)
+				h.checked.Store(false)
+			}
+		}
+		if cs.hc != nil {
+			rt.checker = startHealthChecker(name, cs.hc, cs.hosts, cs.scheme, cs.transport, hcDeps{
+				log:      p.log,
+				onChange: func(*host, bool) {},
+			})
+		}
+		rt.hcKey = key
+	}
+}
+
+// reconcileListeners binds new listeners, rebinds moved ones, swaps the HTTP
+// server of those whose server-level settings changed, and drains removed
+// ones.
+func (p *Proxy) reconcileListeners(st *state) {
+	for name, lr := range p.listeners {
+		ls := st.listeners[name]
+		if ls == nil || ls.address != lr.addr {
+			lr.stop()
+			delete(p.listeners, name)
+		}
+	}
+	for name, ls := range st.listeners {
+		lr := p.listeners[name]
+		if lr == nil {
+			var err error
+			if lr, err = p.startListener(ls); err != nil {
+				p.bindErrs[name] = err.Error()
+				p.log.Error("listener cannot bind", "listener", name, "address", ls.address, "error", err)
+				continue
+			}
+			delete(p.bindErrs, name)
+			p.listeners[name] = lr
+			continue
+		}
+		if *lr.settings != *ls.server {
+			lr.newGen(ls.server)
+		}
+	}
+	for name := range p.bindErrs {
+		if st.listeners[name] == nil {
+			delete(p.bindErrs, name)
+		}
+	}
+	live := make(map[string]*listenerRuntime, len(p.listeners))
+	for k, v := range p.listeners {
+		live[k] = v
+	}
+	p.live.Store(&live)
+}
+
+// Shutdown stops accepting on every listener, drains open connections
+// within ctx, and stops health checks. The proxy accepts no update after.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		for name, lr := range p.listeners {
+			lr.stop()
+			delete(p.listeners, name)
+		}
+		for _, rt := range p.runtimes {
+			if rt.checker != nil {
+				rt.checker.stop()
+				rt.checker = nil
+			}
+		}
+		empty := map[string]*listenerRuntime{}
+		p.live.Store(&empty)
+	}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain: %w", ctx.Err())
+	}
+}
+
+// ListenerAddr is the bound address of a listener, or nil when it is not
+// serving (useful with port 0).
+func (p *Proxy) ListenerAddr(name string) net.Addr {
+	lr := (*p.live.Load())[name]
+	if lr == nil {
+		return nil
+	}
+	return lr.ln.Addr()
+}
+
+func (p *Proxy) connCounts() map[string]int {
+	out := map[string]int{}
+	for name, lr := range *p.live.Load() {
+		out[name] = lr.openConns()
+	}
+	return out
+}

@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+)
+
+// secret is one parsed SDS Secret: a key pair or a validation context.
+type secret struct {
+	name string
+	// keyPair is set for tls_certificate secrets; keyPair.Leaf is parsed.
+	keyPair *tls.Certificate
+	// vc is set for validation_context secrets, with its parsed contents.
+	vc    *tlsv3.CertificateValidationContext
+	roots []*x509.Certificate
+	crls  []*x509.RevocationList
+}
+
+// parseSecret parses and checks a Secret as Envoy would before accepting it.
+func parseSecret(s *tlsv3.Secret) (*secret, error) {
+	out := &secret{name: s.GetName()}
+	switch {
+	case s.GetTlsCertificate() != nil:
+		tc := s.GetTlsCertificate()
+		chain, key := tc.GetCertificateChain().GetInlineBytes(), tc.GetPrivateKey().GetInlineBytes()
+		if len(chain) == 0 {
+			return nil, errors.New("tls_certificate.certificate_chain.inline_bytes is empty")
+		}
+		if len(key) == 0 {
+			return nil, errors.New("tls_certificate.private_key.inline_bytes is empty")
+		}
+		kp, err := tls.X509KeyPair(chain, key)
+		if err != nil {
+			return nil, fmt.Errorf("tls_certificate: %w", err)
+		}
+		if kp.Leaf == nil {
+			if kp.Leaf, err = x509.ParseCertificate(kp.Certificate[0]); err != nil {
+				return nil, fmt.Errorf("tls_certificate.certificate_chain: %w", err)
+			}
+		}
+		out.keyPair = &kp
+	case s.GetValidationContext() != nil:
+		vc := s.GetValidationContext()
+		roots, err := parseCerts(vc.GetTrustedCa().GetInlineBytes())
+		if err != nil {
+			return nil, fmt.Errorf("validation_context.trusted_ca: %w", err)
+		}
+		crls, err := parseCRLs(vc.GetCrl().GetInlineBytes())
+		if err != nil {
+			return nil, fmt.Errorf("validation_context.crl: %w", err)
+		}
+		out.vc, out.roots, out.crls = vc, roots, crls
+	default:
+		return nil, errors.New("neither tls_certificate nor validation_context is set")
+	}
+	return out, nil
+}
+
+// parseCerts parses PEM certificates, skipping CRL blocks: Envoy's trusted_ca
+// may carry CRLs beside the CAs.
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(data) > 0 && len(out) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block found")
+	}
+	return out, nil
+}
+
+func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	var out []*x509.RevocationList
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "X509 CRL" {
+			continue
+		}
+		c, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("CRL %d: %w", len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM X509 CRL block found")
+	}
+	return out, nil
+}
+
+// expiry reports the certificate's NotAfter, or the earliest CRL NextUpdate.
+func (s *secret) expiry() (certNotAfter time.Time, crlNextUpdate time.Time) {
+	if s.keyPair != nil {
+		certNotAfter = s.keyPair.Leaf.NotAfter
+	}
+	for _, c := range s.crls {
+		if crlNextUpdate.IsZero() || c.NextUpdate.Before(crlNextUpdate) {
+			crlNextUpdate = c.NextUpdate
+		}
+	}
+	return certNotAfter, crlNextUpdate
+}

@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"strings"
+	"time"
+
+	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/xds/client"
+)
+
+// state is one immutable view of everything the proxy serves, built from one
+// set of accepted xDS resources. It is swapped atomically as a whole, so a
+// handshake or a request never sees a certificate from one version and a
+// verifier or route from another. Hosts carry mutable health (atomics); the
+// set of hosts and everything else is fixed once published.
+type state struct {
+	listeners map[string]*listenerState
+	routes    map[string]*routeTable
+	clusters  map[string]*clusterState
+	secrets   map[string]*secret
+	// warming names, per listener, the resources it waits for; a warming
+	// listener serves its previous version, or is not started.
+	warming map[string]string
+	// verifiers caches verifiers by their inputs, so an update that leaves a
+	// validation context unchanged keeps the same *Verifier and live
+	// connections are not rechecked for nothing.
+	verifiers map[string]*mtls.Verifier
+	res       client.Resources
+}
+
+func emptyState() *state {
+	return &state{
+		listeners: map[string]*listenerState{},
+		routes:    map[string]*routeTable{},
+		clusters:  map[string]*clusterState{},
+		secrets:   map[string]*secret{},
+		warming:   map[string]string{},
+		verifiers: map[string]*mtls.Verifier{},
+	}
+}
+
+// listenerState is one listener's serving configuration.
+type listenerState struct {
+	name    string
+	address string // host:port to bind
+	// hash identifies the listener proto; an unchanged listener is not rebuilt.
+	hash   string
+	chains []*chainState
+	exact  map[string]*chainState // server name -> chain
+	// wildcards maps a "*.suffix" server name's ".suffix" to its chain.
+	wildcards map[string]*chainState
+	catchAll  *chainState // a chain with no server_names
+	def       *chainState // default_filter_chain
+	// server holds the HTTP server-level settings (timeouts, header limit),
+	// taken from the first filter chain's HTTP connection manager.
+	server *hcmSettings
+}
+
+// chainState is one filter chain: certificate, TLS settings, verifier, HTTP.
+type chainState struct {
+	name        string
+	serverNames []string
+	// tls is the chain's server config without VerifyConnection, which is
+	// bound per connection so that the failure reason reaches the log.
+	tls      *tls.Config
+	verifier *mtls.Verifier // nil: client certificates are not requested
+	leaf     *x509.Certificate
+	certName string // SDS name of the server certificate
+	hcm      *hcmSettings
+}
+
+// hcmSettings is what the proxy honours of an HttpConnectionManager.
+type hcmSettings struct {
+	routeName         string
+	sanitizeSet       bool // SANITIZE_SET: set XFCC; otherwise only remove it
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	streamIdleTimeout time.Duration
+	maxHeaderBytes    int
+}
+
+// pick selects the filter chain for an SNI value as Envoy's filter chain
+// matcher does: exact server name, then the longest matching wildcard, then
+// a chain without server_names, then default_filter_chain.
+func (l *listenerState) pick(sni string) *chainState {
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+	if sni != "" {
+		if c := l.exact[sni]; c != nil {
+			return c
+		}
+		for rest := sni; ; {
+			i := strings.IndexByte(rest, '.')
+			if i < 0 {
+				break
+			}
+			rest = rest[i+1:]
+			if c := l.wildcards["."+rest]; c != nil {
+				return c
+			}
+		}
+	}
+	if l.catchAll != nil {
+		return l.catchAll
+	}
+	return l.def
+}
+
+// chainByName finds a chain by name, for requests on a connection whose
+// chain was picked under an older state.
+func (l *listenerState) chainByName(name string) *chainState {
+	for _, c := range l.chains {
+		if c.name == name {
+			return c
+		}
+	}
+	if l.def != nil && (l.def.name == name || name == "") {
+		return l.def
+	}
+	if len(l.chains) > 0 {
+		return l.chains[0]
+	}
+	return l.def
+}

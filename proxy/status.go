@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is the proxy's view for /status.
+type Status struct {
+	Connected bool              `json:"xds_connected"`
+	Ready     bool              `json:"ready"`
+	Versions  map[string]string `json:"versions,omitempty"`
+	Listeners []ListenerStatus  `json:"listeners"`
+	Clusters  []ClusterStatus   `json:"clusters"`
+	// Problems lists resources whose new version could not be applied
+	// (their previous version keeps serving), by "type/name".
+	Problems map[string]string `json:"problems,omitempty"`
+}
+
+// ListenerStatus is one listener.
+type ListenerStatus struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	Serving     bool   `json:"serving"`
+	Warming     string `json:"warming,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Connections int    `json:"connections"`
+}
+
+// ClusterStatus is one cluster and its hosts.
+type ClusterStatus struct {
+	Name  string       `json:"name"`
+	Hosts []HostStatus `json:"hosts"`
+}
+
+// HostStatus is one upstream host.
+type HostStatus struct {
+	Address string `json:"address"`
+	Healthy bool   `json:"healthy"`
+	Ejected bool   `json:"ejected"`
+}
+
+func (p *Proxy) buildStatus(st *state, problems map[string]string) *Status {
+	s := &Status{Versions: st.res.Versions, Problems: problems}
+	names := map[string]bool{}
+	for n := range st.res.Listeners {
+		names[n] = true
+	}
+	for n := range st.listeners {
+		names[n] = true
+	}
+	for _, n := range sortedKeys(names) {
+		ls := ListenerStatus{Name: n, Warming: st.warming[n], Error: p.bindErrs[n]}
+		if l := st.listeners[n]; l != nil {
+			ls.Address = l.address
+		}
+		s.Listeners = append(s.Listeners, ls)
+	}
+	for _, n := range sortedKeys(st.clusters) {
+		s.Clusters = append(s.Clusters, ClusterStatus{Name: n})
+	}
+	s.Ready = len(st.warming) == 0 && len(p.bindErrs) == 0
+	return s
+}
+
+// Status reports the current state, with live health and connection counts.
+func (p *Proxy) Status() Status {
+	s := *p.status.Load()
+	s.Connected = p.connected.Load()
+	s.Ready = s.Ready && p.updated.Load()
+	st := p.state.Load()
+	live := *p.live.Load()
+	ls := make([]ListenerStatus, len(s.Listeners))
+	copy(ls, s.Listeners)
+	for i := range ls {
+		if lr := live[ls[i].Name]; lr != nil {
+			ls[i].Serving = true
+			ls[i].Address = lr.ln.Addr().String()
+			ls[i].Connections = lr.openConns()
+		}
+	}
+	s.Listeners = ls
+	now := time.Now()
+	cs := make([]ClusterStatus, 0, len(s.Clusters))
+	for _, c := range s.Clusters {
+		out := ClusterStatus{Name: c.Name}
+		if cl := st.clusters[c.Name]; cl != nil {
+			for _, h := range cl.hosts {
+				out.Hosts = append(out.Hosts, HostStatus{Address: h.addr, Healthy: h.healthy.Load(), Ejected: h.ejected(now)})
+			}
+		}
+		cs = append(cs, out)
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	s.Clusters = cs
+	return s
+}
+
+// Ready reports whether the proxy has received its configuration and every
+// listener is warm and bound.
+func (p *Proxy) Ready() bool { return p.Status().Ready }
+
+// AdminHandler serves /healthz, /readyz, /status and /metrics.
+func (p *Proxy) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(p.Status())
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
+	return mux
+}

@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+)
+
+const tlsTransportSocket = "envoy.transport_sockets.tls"
+
+// upstreamSpec is an UpstreamTlsContext checked on its own.
+type upstreamSpec struct {
+	sni       string
+	trustName string // validation_context_sds_secret_config; "" = no verification (Envoy's default)
+	certName  string // tls_certificate_sds_secret_configs[0]; "" = no client certificate
+	params    *tlsv3.TlsParameters
+	alpn      []string
+}
+
+func checkUpstreamTLS(ts *corev3.TransportSocket) (*upstreamSpec, error) {
+	if ts.GetName() != tlsTransportSocket {
+		return nil, fmt.Errorf("name %q is not implemented by certplane proxy (want %s)", ts.GetName(), tlsTransportSocket)
+	}
+	var u tlsv3.UpstreamTlsContext
+	if err := ts.GetTypedConfig().UnmarshalTo(&u); err != nil {
+		return nil, fmt.Errorf("typed_config is not an UpstreamTlsContext: %w", err)
+	}
+	ctc := u.GetCommonTlsContext()
+	s := &upstreamSpec{sni: u.GetSni(), params: ctc.GetTlsParams(), alpn: ctc.GetAlpnProtocols()}
+	if ctc.GetValidationContext() != nil || ctc.GetCombinedValidationContext() != nil {
+		return nil, errors.New("common_tls_context: only validation_context_sds_secret_config is implemented upstream by certplane proxy")
+	}
+	if v := ctc.GetValidationContextSdsSecretConfig(); v != nil {
+		if err := checkSDS(v); err != nil {
+			return nil, fmt.Errorf("common_tls_context.validation_context_sds_secret_config: %w", err)
+		}
+		s.trustName = v.GetName()
+	}
+	switch certs := ctc.GetTlsCertificateSdsSecretConfigs(); len(certs) {
+	case 0:
+	case 1:
+		if err := checkSDS(certs[0]); err != nil {
+			return nil, fmt.Errorf("common_tls_context.tls_certificate_sds_secret_configs[0]: %w", err)
+		}
+		s.certName = certs[0].GetName()
+	default:
+		return nil, errors.New("common_tls_context.tls_certificate_sds_secret_configs: more than one client certificate is not implemented by certplane proxy")
+	}
+	for _, p := range s.alpn {
+		if p != "http/1.1" {
+			return nil, fmt.Errorf("common_tls_context.alpn_protocols: %q is not implemented upstream by certplane proxy", p)
+		}
+	}
+	return s, nil
+}
+
+func checkSDS(c *tlsv3.SdsSecretConfig) error {
+	if c.GetName() == "" {
+		return errors.New("name is empty")
+	}
+	if c.GetSdsConfig().GetAds() == nil {
+		return errors.New("sds_config must be ADS")
+	}
+	return nil
+}
+
+// upstreamTLS is an UpstreamTlsContext resolved against its secrets.
+type upstreamTLS struct {
+	config *tls.Config
+}
+
+// buildUpstreamTLS resolves the spec against the secrets. A missing secret
+// is reported by name so the cluster warms until it arrives.
+func buildUpstreamTLS(s *upstreamSpec, secrets map[string]*secret) (*upstreamTLS, error) {
+	cfg := &tls.Config{ServerName: s.sni}
+	if err := tlsParams(s.params, cfg); err != nil {
+		return nil, err
+	}
+	if s.params.GetCipherSuites() == nil {
+		cfg.CipherSuites = nil // Go's client defaults, close to Envoy's upstream list
+	}
+	if s.certName != "" {
+		sec := secrets[s.certName]
+		if sec == nil {
+			return nil, &missingError{"secret " + s.certName}
+		}
+		if sec.keyPair == nil {
+			return nil, fmt.Errorf("secret %q holds no tls_certificate", s.certName)
+		}
+		kp := sec.keyPair
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp, nil }
+	}
+	// Envoy verifies the upstream only against a validation context, and never
+	// checks the host name unless SAN matchers say so: mirror both.
+	cfg.InsecureSkipVerify = true //nolint:gosec // verification happens in VerifyConnection below
+	if s.trustName != "" {
+		sec := secrets[s.trustName]
+		if sec == nil {
+			return nil, &missingError{"secret " + s.trustName}
+		}
+		if sec.vc == nil {
+			return nil, fmt.Errorf("secret %q holds no validation_context", s.trustName)
+		}
+		if len(sec.roots) == 0 {
+			return nil, fmt.Errorf("secret %q: validation_context.trusted_ca is empty", s.trustName)
+		}
+		cfg.VerifyConnection = upstreamVerifier(sec)
+	}
+	return &upstreamTLS{config: cfg}, nil
+}
+
+// upstreamVerifier checks the upstream's chain against the trust bundle and,
+// when the bundle carries CRLs, every CA's CRL (Envoy's full-chain default;
+// only_verify_leaf_cert_crl limits it to the leaf).
+func upstreamVerifier(sec *secret) func(tls.ConnectionState) error {
+	roots := x509.NewCertPool()
+	for _, c := range sec.roots {
+		roots.AddCert(c)
+	}
+	leafOnly := sec.vc.GetOnlyVerifyLeafCertCrl()
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("upstream presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		chains, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+			Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		})
+		if err != nil {
+			return fmt.Errorf("upstream certificate: %w", err)
+		}
+		if len(sec.crls) == 0 {
+			return nil
+		}
+		return checkChainCRLs(chains[0], sec.crls, leafOnly, time.Now())
+	}
+}
+
+// checkChainCRLs checks every certificate but the anchor against its
+// issuer's CRL.
+func checkChainCRLs(chain []*x509.Certificate, crls []*x509.RevocationList, leafOnly bool, now time.Time) error {
+	n := len(chain) - 1
+	if leafOnly {
+		n = 1
+	}
+	for i := 0; i < n && i+1 < len(chain); i++ {
+		cert, issuer := chain[i], chain[i+1]
+		var crl *x509.RevocationList
+		for _, c := range crls {
+			if bytes.Equal(c.RawIssuer, issuer.RawSubject) && c.CheckSignatureFrom(issuer) == nil {
+				crl = c
+				break
+			}
+		}
+		if crl == nil {
+			return fmt.Errorf("upstream certificate %q: no CRL for issuer %q", cert.Subject, issuer.Subject)
+		}
+		if !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate) {
+			return fmt.Errorf("upstream certificate %q: CRL of %q expired at %s", cert.Subject, issuer.Subject, crl.NextUpdate.Format(time.RFC3339))
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+				return fmt.Errorf("upstream certificate %q (serial %s) is revoked", cert.Subject, cert.SerialNumber)
+			}
+		}
+	}
+	return nil
+}
+
+// missingError marks a resource that is referenced but not yet received:
+// the referencing resource warms instead of failing.
+type missingError struct{ what string }
+
+func (e *missingError) Error() string { return e.what + " is not yet received" }

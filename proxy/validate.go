@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// Validate is the xDS client's Validator: a non-nil error NACKs the whole
+// response with the error text as error_detail. It refuses any field the
+// proxy does not implement, and anything Envoy itself would reject (bad PEM,
+// an invalid validation context, an unknown cipher, a bad header format).
+// Cross-type checks (a listener's validation context merged with its trust
+// secret) use the last accepted resources of the other types.
+func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
+	cur := p.state.Load()
+	var errs []string
+	var newSecrets map[string]*secret
+	for _, r := range resources {
+		kind, name := describe(r)
+		what := fmt.Sprintf("%s %q", kind, name)
+		if err := checkFields(what, r); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		var err error
+		switch m := r.(type) {
+		case *listenerv3.Listener:
+			err = p.checkListener(m, cur.secrets)
+		case *routev3.RouteConfiguration:
+			_, err = buildRoutes(m)
+		case *clusterv3.Cluster:
+			err = checkClusterAgainst(m, cur.secrets)
+		case *endpointv3.ClusterLoadAssignment:
+			_, err = claEndpoints(m)
+		case *tlsv3.Secret:
+			var s *secret
+			if s, err = parseSecret(m); err == nil {
+				if newSecrets == nil {
+					newSecrets = map[string]*secret{}
+				}
+				newSecrets[m.GetName()] = s
+			}
+		default:
+			err = fmt.Errorf("resource type %T is not implemented by certplane proxy", r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", what, err))
+		}
+	}
+	if len(errs) == 0 && newSecrets != nil {
+		// The listeners and clusters already accepted must still build with
+		// the new secrets; otherwise the secret update is what Envoy rejects.
+		for _, name := range sortedKeys(cur.res.Listeners) {
+			if err := p.checkListener(cur.res.Listeners[name], newSecrets); err != nil {
+				errs = append(errs, fmt.Sprintf("secrets: listener %q would be rejected: %v", name, err))
+			}
+		}
+		for _, name := range sortedKeys(cur.res.Clusters) {
+			if err := checkClusterAgainst(cur.res.Clusters[name], newSecrets); err != nil {
+				errs = append(errs, fmt.Sprintf("secrets: cluster %q would be rejected: %v", name, err))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// checkListener builds the listener against secrets; a missing resource is
+// not an error (the listener warms), anything else is.
+func (p *Proxy) checkListener(l *listenerv3.Listener, secrets map[string]*secret) error {
+	b := &builder{prev: emptyState(), next: emptyState(), secrets: secrets, mtlsOptions: p.mtlsOptions}
+	_, err := b.buildListener(l)
+	var miss *missingError
+	if errors.As(err, &miss) {
+		return nil
+	}
+	return err
+}
+
+func checkClusterAgainst(c *clusterv3.Cluster, secrets map[string]*secret) error {
+	spec, err := checkCluster(c)
+	if err != nil || spec.upstream == nil {
+		return err
+	}
+	_, err = buildUpstreamTLS(spec.upstream, secrets)
+	var miss *missingError
+	if errors.As(err, &miss) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("transport_socket: %w", err)
+	}
+	return nil
+}
+
+// describe names a resource for error messages.
+func describe(r proto.Message) (kind, name string) {
+	switch m := r.(type) {
+	case *listenerv3.Listener:
+		return "listener", m.GetName()
+	case *routev3.RouteConfiguration:
+		return "route configuration", m.GetName()
+	case *clusterv3.Cluster:
+		return "cluster", m.GetName()
+	case *endpointv3.ClusterLoadAssignment:
+		return "cluster load assignment", m.GetClusterName()
+	case *tlsv3.Secret:
+		return "secret", m.GetName()
+	}
+	return string(r.ProtoReflect().Descriptor().FullName()), ""
+}
