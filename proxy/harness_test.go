@@ -507,7 +507,9 @@ func httpsClient(serverCA *x509.Certificate, cert *tls.Certificate, keepAlive bo
 	pool.AddCert(serverCA)
 	tc := &tls.Config{RootCAs: pool, ServerName: "proxy.test"}
 	if cert != nil {
-		tc.Certificates = []tls.Certificate{*cert}
+		// Always send the certificate, as curl does: Go's client would
+		// otherwise withhold one that no advertised CA name matches.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: !keepAlive, ForceAttemptHTTP2: true}}
 }

@@ -164,11 +164,13 @@ func (cp *ControlPlane) Reload(ctx context.Context) (Result, error) {
 	if len(res.LastGood) > 0 {
 		attrs = append(attrs, "last_good", res.LastGood)
 	}
+	versions := []any{}
 	for _, t := range servedTypes {
 		if n, ours := shortNames[t]; ours {
-			attrs = append(attrs, n, res.Versions[t])
+			versions = append(versions, n, res.Versions[t])
 		}
 	}
+	attrs = append(attrs, slog.Group("versions", versions...))
 	if len(res.Changed) > 0 {
 		changed := make([]string, 0, len(res.Changed))
 		for _, t := range res.Changed {

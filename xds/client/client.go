@@ -100,8 +100,15 @@ type Config struct {
 	Validate Validator
 	// OnUpdate is called after every ACKed response with a full copy-on-write
 	// snapshot; the receiver must not mutate it. Calls are serial, from Run's
-	// goroutine, so a slow OnUpdate delays the stream.
+	// goroutine, so a slow OnUpdate delays the stream. A view may reference a
+	// resource not received yet (a new listener's route or secret arrives in
+	// a later response): waiting for it, as Envoy's warming does, is the
+	// consumer's choice.
 	OnUpdate func(Resources)
+	// OnNACK, when set, is told of each response version the client rejects
+	// (once per version, not for the damped repeats), with the error sent as
+	// error_detail: for logs, metrics and status pages.
+	OnNACK func(typeURL, version string, err error)
 	// OnConnState reports each change of the connection to the control plane:
 	// true once a stream is open, false when it ends (and when Run returns).
 	OnConnState func(connected bool)

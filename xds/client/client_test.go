@@ -209,7 +209,9 @@ func TestValidatorNACKKeepsPreviousAndDoesNotLoop(t *testing.T) {
 		}
 		return nil
 	}
-	h := runClient(t, Config{Target: lis.Addr().String(), Validate: validate})
+	var nackCalls []string
+	onNACK := func(url, version string, err error) { nackCalls = append(nackCalls, url+" "+version+": "+err.Error()) }
+	h := runClient(t, Config{Target: lis.Addr().String(), Validate: validate, OnNACK: onNACK})
 	h.updates.wait(t, 0, "world1", hasVersions(w1.versions()))
 	for _, url := range allTypes {
 		srv.waitACK(t, url, w1.versions()[url])
@@ -277,6 +279,9 @@ func TestValidatorNACKKeepsPreviousAndDoesNotLoop(t *testing.T) {
 		t.Errorf("clusters after the fix = %v", got)
 	}
 	h.stop(t)
+	if want := []string{resource.ClusterType + " c2: " + detail}; !slices.Equal(nackCalls, want) {
+		t.Errorf("OnNACK calls %q, want %q (once per rejected version)", nackCalls, want)
+	}
 	if !slices.Contains(validated, resource.SecretType) || !slices.Contains(validated, resource.RouteType) {
 		t.Errorf("validator saw only %v, want every type", validated)
 	}

@@ -124,7 +124,7 @@ func (s *stream) start() error {
 func (s *stream) syncSubscriptions() error {
 	for _, k := range []kind{kRoute, kEndpoint, kSecret} {
 		names, ts := s.c.subs[k], &s.types[k]
-		if false && !ts.subscribed && len(names) == 0 {
+		if !ts.subscribed && len(names) == 0 {
 			continue
 		}
 		if ts.subscribed && slices.Equal(names, ts.sentNames) {
@@ -235,6 +235,9 @@ func (s *stream) nack(k kind, version string, cause error) error {
 	}
 	if ts.streak == 1 {
 		s.c.log.Warn("xDS NACK", "type", k.String(), "version", version, "kept_version", s.c.res.Versions[k.info().url], "error", ts.errorDetail)
+		if s.c.cfg.OnNACK != nil {
+			s.c.cfg.OnNACK(k.info().url, version, cause)
+		}
 		return s.send(k)
 	}
 	delay := s.c.nackBackoff(ts.streak - 1)
