@@ -25,6 +25,9 @@ type clusterState struct {
 	connectTimeout time.Duration
 	hc             *hcConfig
 	outlier        *outlierConfig
+	// panicThreshold is healthy_panic_threshold in percent (Envoy: 50;
+	// certplane sends 0, which turns panic mode off).
+	panicThreshold float64
 	// secrets names the SDS secrets the upstream TLS context uses.
 	secrets []string
 }
@@ -39,6 +42,7 @@ type clusterSpec struct {
 	hc             *hcConfig
 	outlier        *outlierConfig
 	upstream       *upstreamSpec
+	panicThreshold float64
 }
 
 func checkCluster(c *clusterv3.Cluster) (*clusterSpec, error) {
@@ -82,7 +86,18 @@ func checkCluster(c *clusterv3.Cluster) (*clusterSpec, error) {
 		}
 		s.hc = cfg
 	}
-	s.outlier = buildOutlier(c.GetOutlierDetection())
+	od, err := buildOutlier(c.GetOutlierDetection())
+	if err != nil {
+		return nil, err
+	}
+	s.outlier = od
+	s.panicThreshold = envoyPanicThreshold
+	if p := c.GetCommonLbConfig().GetHealthyPanicThreshold(); p != nil {
+		if p.GetValue() < 0 || p.GetValue() > 100 {
+			return nil, fmt.Errorf("common_lb_config.healthy_panic_threshold %v is out of range 0..100", p.GetValue())
+		}
+		s.panicThreshold = p.GetValue()
+	}
 	if ts := c.GetTransportSocket(); ts != nil {
 		up, err := checkUpstreamTLS(ts)
 		if err != nil {

@@ -27,6 +27,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
@@ -258,6 +259,7 @@ func (s listenerSpec) build() []types.Resource {
 			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: s.certSANs[c]}
 			if i == 0 {
 				l.DefaultFilterChain = chain(c)
+				l.DefaultFilterChain.Name += "/default"
 			}
 		}
 		l.FilterChains = append(l.FilterChains, fc)
@@ -301,9 +303,8 @@ type backendSpec struct {
 	name      string
 	endpoints []string // host:port (IP literals)
 	hcPath    string   // "" = no health checks
-	hcFast    bool
-	trust     string // upstream TLS trust secret
-	cert      string // upstream client cert secret
+	trust     string   // upstream TLS trust secret
+	cert      string   // upstream client cert secret
 	sni       string
 }
 
@@ -314,18 +315,20 @@ func (b backendSpec) build() []types.Resource {
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads()},
+		CommonLbConfig:       &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
 		OutlierDetection: &clusterv3.OutlierDetection{
-			Consecutive_5Xx:           wrapperspb.UInt32(5),
-			ConsecutiveGatewayFailure: wrapperspb.UInt32(5),
-			Interval:                  durationpb.New(10 * time.Second),
-			BaseEjectionTime:          durationpb.New(30 * time.Second),
-			MaxEjectionPercent:        wrapperspb.UInt32(50),
+			Consecutive_5Xx:      wrapperspb.UInt32(5),
+			Interval:             durationpb.New(10 * time.Second),
+			BaseEjectionTime:     durationpb.New(30 * time.Second),
+			MaxEjectionPercent:   wrapperspb.UInt32(50),
+			EnforcingSuccessRate: wrapperspb.UInt32(0),
 		},
 	}
 	if b.hcPath != "" {
 		c.HealthChecks = []*corev3.HealthCheck{{
 			Timeout:            durationpb.New(time.Second),
 			Interval:           durationpb.New(50 * time.Millisecond),
+			NoTrafficInterval:  durationpb.New(50 * time.Millisecond),
 			HealthyThreshold:   wrapperspb.UInt32(2),
 			UnhealthyThreshold: wrapperspb.UInt32(2),
 			HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{

@@ -17,6 +17,7 @@ import (
 type hcConfig struct {
 	timeout            time.Duration
 	interval           time.Duration
+	noTrafficInterval  time.Duration // Envoy's default: 60s
 	healthyThreshold   int
 	unhealthyThreshold int
 	path               string
@@ -26,7 +27,7 @@ func (c *hcConfig) key() string {
 	if c == nil {
 		return ""
 	}
-	return fmt.Sprintf("%v|%v|%d|%d|%s", c.timeout, c.interval, c.healthyThreshold, c.unhealthyThreshold, c.path)
+	return fmt.Sprintf("%v|%v|%v|%d|%d|%s", c.timeout, c.interval, c.noTrafficInterval, c.healthyThreshold, c.unhealthyThreshold, c.path)
 }
 
 func buildHealthCheck(hc *corev3.HealthCheck) (*hcConfig, error) {
@@ -48,6 +49,13 @@ func buildHealthCheck(hc *corev3.HealthCheck) (*hcConfig, error) {
 		return nil, errors.New("healthy_threshold and unhealthy_threshold are required")
 	}
 	c.timeout, c.interval = hc.GetTimeout().AsDuration(), hc.GetInterval().AsDuration()
+	c.noTrafficInterval = 60 * time.Second
+	if nt := hc.GetNoTrafficInterval(); nt != nil {
+		if nt.AsDuration() <= 0 {
+			return nil, errors.New("no_traffic_interval must be a positive duration")
+		}
+		c.noTrafficInterval = nt.AsDuration()
+	}
 	c.healthyThreshold = max(1, int(hc.GetHealthyThreshold().GetValue()))
 	c.unhealthyThreshold = max(1, int(hc.GetUnhealthyThreshold().GetValue()))
 	return c, nil
@@ -61,16 +69,17 @@ type healthChecker struct {
 
 // hcDeps is what a checker reports into.
 type hcDeps struct {
-	log      *slog.Logger
-	onChange func(h *host, healthy bool)
+	log *slog.Logger
 }
 
-// startHealthChecker checks each host every interval. A host starts
-// unhealthy; its first success marks it healthy at once; afterwards
-// unhealthyThreshold consecutive failures mark it unhealthy and
-// healthyThreshold consecutive successes healthy again (Envoy's semantics).
-// Success is HTTP 200. Envoy sends the cluster name as Host by default.
-func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme string, t *http.Transport, d hcDeps) *healthChecker {
+// startHealthChecker checks each host every interval (no_traffic_interval
+// until the cluster carries its first request). Envoy's semantics: a host
+// starts unhealthy and its first success marks it healthy at once; later,
+// healthyThreshold consecutive successes restore it. A response other than
+// 200 marks it unhealthy at once; timeouts and connection failures need
+// unhealthyThreshold in a row. A success also ends an outlier ejection.
+// Envoy sends the cluster name as Host by default.
+func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme string, t *http.Transport, rt *clusterRuntime, d hcDeps) *healthChecker {
 	ctx, cancel := context.WithCancel(context.Background())
 	hc := &healthChecker{cancel: cancel}
 	client := &http.Client{Transport: t, Timeout: cfg.timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -81,20 +90,30 @@ func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme str
 		go func() {
 			defer hc.wg.Done()
 			var ok, fail int
-			tick := time.NewTicker(cfg.interval)
-			defer tick.Stop()
+			timer := time.NewTimer(0)
+			defer timer.Stop()
 			for {
-				good := probe(ctx, client, scheme, cluster, h.addr, cfg.path)
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+				res := probe(ctx, client, scheme, cluster, h.addr, cfg.path)
 				if ctx.Err() != nil {
 					return
 				}
 				was := h.healthy.Load()
-				if good {
+				switch res {
+				case probeOK:
 					ok, fail = ok+1, 0
 					if !h.checked.Swap(true) || ok >= cfg.healthyThreshold {
 						h.healthy.Store(true)
 					}
-				} else {
+					h.unejectOnHealthCheck(time.Now())
+				case probeBadStatus:
+					ok, fail = 0, 0
+					h.healthy.Store(false)
+				case probeNetFail:
 					ok, fail = 0, fail+1
 					if fail >= cfg.unhealthyThreshold {
 						h.healthy.Store(false)
@@ -102,33 +121,43 @@ func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme str
 				}
 				if now := h.healthy.Load(); now != was {
 					d.log.Info("health check changed host state", "cluster", cluster, "host", h.addr, "healthy", now)
-					d.onChange(h, now)
 				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
+				next := cfg.noTrafficInterval
+				if rt.trafficSeen.Load() {
+					next = cfg.interval
 				}
+				timer.Reset(next)
 			}
 		}()
 	}
 	return hc
 }
 
-func probe(ctx context.Context, c *http.Client, scheme, cluster, addr, path string) bool {
+type probeResult int
+
+const (
+	probeOK probeResult = iota
+	probeBadStatus
+	probeNetFail
+)
+
+func probe(ctx context.Context, c *http.Client, scheme, cluster, addr, path string) probeResult {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+path, nil)
 	if err != nil {
-		return false
+		return probeNetFail
 	}
 	req.Host = cluster
 	req.Header.Set("User-Agent", "certplane-proxy-health-check")
 	resp, err := c.Do(req)
 	if err != nil {
-		return false
+		return probeNetFail
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	if resp.StatusCode != http.StatusOK {
+		return probeBadStatus
+	}
+	return probeOK
 }
 
 func (hc *healthChecker) stop() {

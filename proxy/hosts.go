@@ -45,16 +45,21 @@ type clusterRuntime struct {
 	hosts   map[string]*host
 	rr      atomic.Uint64
 	checker *healthChecker
+	// trafficSeen switches health checks from no_traffic_interval to
+	// interval once the cluster carried a request, as in Envoy.
+	trafficSeen atomic.Bool
 	// hcKey is the health-check configuration the checker runs with.
 	hcKey string
 }
 
 // envoyPanicThreshold is Envoy's default healthy_panic_threshold (50%).
-const envoyPanicThreshold = 50
+const envoyPanicThreshold = 50.0
 
 // pick returns the next host round robin over the usable hosts, or over all
-// hosts when fewer than the panic threshold are usable (Envoy's panic mode).
+// hosts when fewer than the panic threshold are usable (Envoy's panic mode;
+// a threshold of 0 turns it off, and no usable host then means nil).
 func (c *clusterState) pick(now time.Time) *host {
+	c.rt.trafficSeen.Store(true)
 	if len(c.hosts) == 0 {
 		return nil
 	}
@@ -64,8 +69,11 @@ func (c *clusterState) pick(now time.Time) *host {
 			usable = append(usable, h)
 		}
 	}
-	if len(usable)*100 < envoyPanicThreshold*len(c.hosts) {
+	if c.panicThreshold > 0 && float64(len(usable))*100 < c.panicThreshold*float64(len(c.hosts)) {
 		usable = c.hosts
+	}
+	if len(usable) == 0 {
+		return nil
 	}
 	i := c.rt.rr.Add(1) - 1
 	return usable[i%uint64(len(usable))]

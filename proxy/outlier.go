@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,9 +22,14 @@ type outlierConfig struct {
 	maxEjectionPct   int
 }
 
-func buildOutlier(od *clusterv3.OutlierDetection) *outlierConfig {
+func buildOutlier(od *clusterv3.OutlierDetection) (*outlierConfig, error) {
 	if od == nil {
-		return nil
+		return nil, nil
+	}
+	// Envoy enables success-rate ejection unless enforcing_success_rate is 0;
+	// the proxy implements only the consecutive-failure detectors.
+	if od.GetEnforcingSuccessRate() == nil || od.GetEnforcingSuccessRate().GetValue() != 0 {
+		return nil, errors.New("outlier_detection: success-rate ejection (enforcing_success_rate other than 0) is not implemented by certplane proxy")
 	}
 	c := &outlierConfig{
 		consecutive5xx:     5,
@@ -48,7 +54,7 @@ func buildOutlier(od *clusterv3.OutlierDetection) *outlierConfig {
 	if v := od.GetMaxEjectionPercent(); v != nil {
 		c.maxEjectionPct = int(v.GetValue())
 	}
-	return c
+	return c, nil
 }
 
 // outcome is what one upstream attempt tells the outlier detector.
@@ -128,4 +134,14 @@ func (c *clusterState) mayEject(now time.Time) bool {
 		return true
 	}
 	return (ejected+1)*100 <= c.outlier.maxEjectionPct*len(c.hosts)
+}
+
+// unejectOnHealthCheck ends an outlier ejection: a successful active health
+// check un-ejects the host, as in Envoy.
+func (h *host) unejectOnHealthCheck(now time.Time) {
+	h.mu.Lock()
+	if now.Before(h.ejectedUntil) {
+		h.ejectedUntil = now
+	}
+	h.mu.Unlock()
 }

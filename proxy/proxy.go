@@ -236,10 +236,7 @@ func (p *Proxy) reconcileClusters(st *state) {
 			}
 		}
 		if cs.hc != nil {
-			rt.checker = startHealthChecker(name, cs.hc, cs.hosts, cs.scheme, cs.transport, hcDeps{
-				log:      p.log,
-				onChange: func(*host, bool) {},
-			})
+			rt.checker = startHealthChecker(name, cs.hc, cs.hosts, cs.scheme, cs.transport, rt, hcDeps{log: p.log})
 		}
 		rt.hcKey = key
 	}

@@ -10,6 +10,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 const tlsTransportSocket = "envoy.transport_sockets.tls"
@@ -21,6 +23,8 @@ type upstreamSpec struct {
 	certName  string // tls_certificate_sds_secret_configs[0]; "" = no client certificate
 	params    *tlsv3.TlsParameters
 	alpn      []string
+	// sanDNS are DNS names the upstream certificate must carry (one of).
+	sanDNS []string
 }
 
 func checkUpstreamTLS(ts *corev3.TransportSocket) (*upstreamSpec, error) {
@@ -33,10 +37,33 @@ func checkUpstreamTLS(ts *corev3.TransportSocket) (*upstreamSpec, error) {
 	}
 	ctc := u.GetCommonTlsContext()
 	s := &upstreamSpec{sni: u.GetSni(), params: ctc.GetTlsParams(), alpn: ctc.GetAlpnProtocols()}
-	if ctc.GetValidationContext() != nil || ctc.GetCombinedValidationContext() != nil {
-		return nil, errors.New("common_tls_context: only validation_context_sds_secret_config is implemented upstream by certplane proxy")
+	if ctc.GetValidationContext() != nil {
+		return nil, errors.New("common_tls_context.validation_context is not implemented upstream by certplane proxy")
 	}
-	if v := ctc.GetValidationContextSdsSecretConfig(); v != nil {
+	v := ctc.GetValidationContextSdsSecretConfig()
+	if cvc := ctc.GetCombinedValidationContext(); cvc != nil {
+		v = cvc.GetValidationContextSdsSecretConfig()
+		if v == nil {
+			return nil, errors.New("common_tls_context.combined_validation_context.validation_context_sds_secret_config is missing")
+		}
+		def := cvc.GetDefaultValidationContext()
+		if err := checkFields("default_validation_context", def); err != nil {
+			return nil, err
+		}
+		for i, m := range def.GetMatchTypedSubjectAltNames() {
+			exact, ok := m.GetMatcher().GetMatchPattern().(*matcherv3.StringMatcher_Exact)
+			if m.GetSanType() != tlsv3.SubjectAltNameMatcher_DNS || !ok || m.GetMatcher().GetIgnoreCase() {
+				return nil, fmt.Errorf("common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names[%d]: only DNS exact matchers are implemented upstream by certplane proxy", i)
+			}
+			s.sanDNS = append(s.sanDNS, exact.Exact)
+		}
+		def2 := proto.Clone(def).(*tlsv3.CertificateValidationContext)
+		def2.MatchTypedSubjectAltNames = nil
+		if !proto.Equal(def2, &tlsv3.CertificateValidationContext{}) {
+			return nil, errors.New("common_tls_context.combined_validation_context.default_validation_context: only match_typed_subject_alt_names is implemented upstream by certplane proxy")
+		}
+	}
+	if v != nil {
 		if err := checkSDS(v); err != nil {
 			return nil, fmt.Errorf("common_tls_context.validation_context_sds_secret_config: %w", err)
 		}
@@ -110,7 +137,7 @@ func buildUpstreamTLS(s *upstreamSpec, secrets map[string]*secret) (*upstreamTLS
 		if len(sec.roots) == 0 {
 			return nil, fmt.Errorf("secret %q: validation_context.trusted_ca is empty", s.trustName)
 		}
-		cfg.VerifyConnection = upstreamVerifier(sec)
+		cfg.VerifyConnection = upstreamVerifier(sec, s.sanDNS)
 	}
 	return &upstreamTLS{config: cfg}, nil
 }
@@ -118,7 +145,7 @@ func buildUpstreamTLS(s *upstreamSpec, secrets map[string]*secret) (*upstreamTLS
 // upstreamVerifier checks the upstream's chain against the trust bundle and,
 // when the bundle carries CRLs, every CA's CRL (Envoy's full-chain default;
 // only_verify_leaf_cert_crl limits it to the leaf).
-func upstreamVerifier(sec *secret) func(tls.ConnectionState) error {
+func upstreamVerifier(sec *secret, sanDNS []string) func(tls.ConnectionState) error {
 	roots := x509.NewCertPool()
 	for _, c := range sec.roots {
 		roots.AddCert(c)
@@ -137,6 +164,9 @@ func upstreamVerifier(sec *secret) func(tls.ConnectionState) error {
 		})
 		if err != nil {
 			return fmt.Errorf("upstream certificate: %w", err)
+		}
+		if len(sanDNS) > 0 && !matchesAnyDNS(cs.PeerCertificates[0], sanDNS) {
+			return fmt.Errorf("upstream certificate %q matches none of the DNS names %q", cs.PeerCertificates[0].Subject, sanDNS)
 		}
 		if len(sec.crls) == 0 {
 			return nil
@@ -181,3 +211,14 @@ func checkChainCRLs(chain []*x509.Certificate, crls []*x509.RevocationList, leaf
 type missingError struct{ what string }
 
 func (e *missingError) Error() string { return e.what + " is not yet received" }
+
+// matchesAnyDNS applies Envoy's DNS SAN matching (wildcards in the
+// certificate match one label) through Go's host name check.
+func matchesAnyDNS(leaf *x509.Certificate, names []string) bool {
+	for _, n := range names {
+		if len(leaf.DNSNames) > 0 && leaf.VerifyHostname(n) == nil {
+			return true
+		}
+	}
+	return false
+}

@@ -49,7 +49,8 @@ Interrupt (Ctrl-C) stops everything.`)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var wg sync.WaitGroup
-	defer wg.Wait() // runs after cancel: the backends have shut down when runDemo returns
+	// Stop the backends and wait for them: their ports are free when runDemo returns.
+	defer func() { cancel(); wg.Wait() }()
 	backendErr := make(chan error, len(defaultInitBackends))
 	for i, addr := range defaultInitBackends {
 		name := fmt.Sprintf("backend %d", i+1)

@@ -30,12 +30,12 @@ func init() {
 
 // proxyFlags are the flags of `certplane proxy`.
 type proxyFlags struct {
-	certs, config                  string
+	certs, config                   string
 	xdsAddr, xdsCert, xdsKey, xdsCA string
-	xdsInsecure                    bool
-	nodeID, nodeCluster            string
-	adminAddr, logFile, logLevel   string
-	drain                          time.Duration
+	xdsInsecure                     bool
+	nodeID, nodeCluster             string
+	adminAddr, logFile, logLevel    string
+	drain                           time.Duration
 }
 
 const proxyUsage = `Terminates HTTPS with mutual TLS and forwards to backends round robin,

@@ -78,7 +78,7 @@ func waitServing(t *testing.T, s *pkitest.Standard, addr string) {
 	for verdicts(t, s, addr)["alice"] != "ok:backend" {
 		select {
 		case <-deadline:
-			t.Fatalf("proxy never served alice on %s", addr)
+			t.Fatalf("proxy never served alice on %s: %v", addr, verdicts(t, s, addr))
 		case <-tick.C:
 		}
 	}
@@ -98,6 +98,11 @@ func TestProxyStandaloneAndRemoteAgree(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- runProxy(ctx, []string{"--certs", s.Certs, "--config", s.Config, "--admin-address", "127.0.0.1:0", "--drain-timeout", "2s"}, &out, &errOut)
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("stderr:\n%s\nstdout:\n%s", errOut.String(), out.String())
+		}
 	}()
 	waitServing(t, s, listen)
 	standalone := verdicts(t, s, listen)

@@ -44,14 +44,6 @@ func inline(b []byte) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 }
 
-func crlPEMs(t testing.TB, cas ...*pki.CA) []byte {
-	var out []byte
-	for _, ca := range cas {
-		out = append(out, pki.CRLPEM(ok(ca.CRL(pki.CRLOptions{})))...)
-	}
-	return out
-}
-
 // opensslSign has openssl sign a new EC key's certificate with ca: the only
 // way to get a SHA-1 signature or an X.509 v1 certificate, which Go refuses
 // to make. ext is an openssl extfile body ("" for a v1 certificate).

@@ -51,8 +51,8 @@ func TestNewVerifierRefuses(t *testing.T) {
 			"validation context: invalid CertificateValidationContext.TrustChainVerification: value must be one of the defined enum values"},
 		{"bad hash pin", &tlsv3.CertificateValidationContext{VerifyCertificateHash: []string{strings.Repeat("zz", 32)}},
 			"validation context: verify_certificate_hash: Invalid hex-encoded SHA-256 " + strings.Repeat("zz", 32)},
-		{"bad spki pin", &tlsv3.CertificateValidationContext{VerifyCertificateSpki: []string{strings.Repeat("A", 43)+"!"}},
-			"validation context: verify_certificate_spki: Invalid base64-encoded SHA-256 " + strings.Repeat("A", 43)+"!"},
+		{"bad spki pin", &tlsv3.CertificateValidationContext{VerifyCertificateSpki: []string{strings.Repeat("A", 43) + "!"}},
+			"validation context: verify_certificate_spki: Invalid base64-encoded SHA-256 " + strings.Repeat("A", 43) + "!"},
 		{"bad regex", &tlsv3.CertificateValidationContext{TrustedCa: inline(p.caPEM), MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: tlsv3.SubjectAltNameMatcher_URI,
 			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "("}}}}}},
 			"validation context: match_typed_subject_alt_names[0]: Failed to create string SAN matcher: safe_regex \"(\": error parsing regexp: missing closing ): `^(?:()$`"},
@@ -96,7 +96,8 @@ func TestModes(t *testing.T) {
 		}
 		n := -1
 		if v.ClientCAs() != nil {
-			n = len(v.ClientCAs().Subjects()) //nolint:staticcheck // counting advertised names
+			//lint:ignore SA1019 the pool holds no system roots; this counts the advertised names
+			n = len(v.ClientCAs().Subjects())
 		}
 		if v.ClientAuth() != c.auth || v.Mandatory() != c.mandatory || n != c.advertised {
 			t.Errorf("%s: ClientAuth %v Mandatory %v advertised %d; want %v %v %d", c.name, v.ClientAuth(), v.Mandatory(), n, c.auth, c.mandatory, c.advertised)

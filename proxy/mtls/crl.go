@@ -12,7 +12,6 @@ import (
 )
 
 var (
-	oidCRLNumber       = asn1.ObjectIdentifier{2, 5, 29, 20}
 	oidAKI             = asn1.ObjectIdentifier{2, 5, 29, 35}
 	oidIDP             = asn1.ObjectIdentifier{2, 5, 29, 28}
 	oidKeyUsage        = asn1.ObjectIdentifier{2, 5, 29, 15}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/pki"
+	"github.com/certplane/certplane/xds"
+)
+
+// Scale is one control plane process loading and publishing a large
+// configuration.
+type Scale struct {
+	Listeners int `json:"listeners"`
+	CAs       int `json:"trust_store_cas"`
+	Serials   int `json:"crl_serials"`
+	// ColdMS is the first Reload (config.Load + translate + validate +
+	// SetSnapshot); LoadMS the config.Load part of it.
+	ColdMS     float64 `json:"cold_ms"`
+	ColdLoadMS float64 `json:"cold_load_ms"`
+	// RebuildMS is the median Reload after a server certificate rotation
+	// (everything is read again; only the Secret changes).
+	RebuildMS     float64 `json:"rebuild_ms"`
+	RebuildLoadMS float64 `json:"rebuild_load_ms"`
+	Rebuilds      int     `json:"rebuilds"`
+	Serving       int     `json:"serving"`
+	HWMMB         float64 `json:"hwm_mb"`
+	RSSMB         float64 `json:"rss_mb"`
+	HeapInuseMB   float64 `json:"heap_inuse_after_gc_mb"`
+}
+
+// scaleFixture writes the large configuration (in this process, so the
+// generation's garbage stays out of the measured child).
+func scaleFixture(work string, listeners, cas int, ca *pki.CA, crlPEM []byte) (*fixture, error) {
+	return newFixture(filepath.Join(work, "scale"), fixtureOptions{
+		listeners: listeners, addr: func(i int) string { return fmt.Sprintf("127.0.0.1:%d", 30000+i) },
+		extraCAs: cas - 1, ca: ca, crlPEM: crlPEM, backends: []string{"127.0.0.1:19001", "127.0.0.1:19002"},
+	})
+}
+
+// scaleParent runs the measurement in a fresh process (this binary with
+// -part scale-child), so its peak memory is the control plane's alone.
+func scaleParent(fx *fixture, listeners, cas, serials int) (*Scale, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.Command(self, "-part", "scale-child", "-certs", fx.certs, "-config", fx.config)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("scale child: %w: %s", err, errb.String())
+	}
+	var s Scale
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		return nil, fmt.Errorf("scale child output: %w", err)
+	}
+	s.Listeners, s.CAs, s.Serials = listeners, cas, serials
+	return &s, nil
+}
+
+func scaleChild(certs, cfg string, rebuilds int) error {
+	var loadDur time.Duration
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: certs, ConfigDir: cfg, Resync: -1, Logger: slog.New(slog.DiscardHandler),
+		Load: func(c, k string) (*config.Model, error) {
+			t0 := time.Now()
+			m, err := config.Load(c, k)
+			loadDur = time.Since(t0)
+			return m, err
+		}})
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	res, err := cp.Reload(ctx)
+	if err != nil {
+		return err
+	}
+	s := Scale{ColdMS: ms(time.Since(t0)), ColdLoadMS: ms(loadDur), Serving: len(res.Serving), Rebuilds: rebuilds}
+	if !res.Pushed || len(res.Errors) > 0 {
+		return fmt.Errorf("cold reload: pushed=%v errors=%v", res.Pushed, res.Errors)
+	}
+	caDir, err := pki.LoadCADir(filepath.Join(filepath.Dir(certs), "ca"))
+	if err != nil {
+		return err
+	}
+	fx := &fixture{certs: certs, ca: caDir.CA}
+	var total, loads []time.Duration
+	for i := range rebuilds {
+		if err := fx.rotateServer(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		res, err := cp.Reload(ctx)
+		if err != nil {
+			return err
+		}
+		total, loads = append(total, time.Since(t0)), append(loads, loadDur)
+		if !res.Pushed {
+			return fmt.Errorf("rebuild %d pushed nothing after a certificate rotation", i)
+		}
+	}
+	s.RebuildMS, _ = quantiles(total)
+	s.RebuildLoadMS, _ = quantiles(loads)
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	s.HeapInuseMB = float64(m.HeapInuse) / (1 << 20)
+	s.HWMMB = mb(statusKB(os.Getpid(), "VmHWM"))
+	s.RSSMB = mb(statusKB(os.Getpid(), "VmRSS"))
+	runtime.KeepAlive(cp)
+	return json.NewEncoder(os.Stdout).Encode(s)
+}

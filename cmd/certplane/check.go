@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/certplane/certplane/config"
+)
+
+func init() {
+	register("check", command{
+		summary: "validate the certificate and config directories; print what would be served",
+		run:     runCheck,
+	})
+}
+
+func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	certs := fs.String("certs", "certs", "certificate directory (server/, client/, trust/)")
+	cfg := fs.String("config", "config", "config directory (*.yaml)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: certplane check --certs DIR --config DIR")
+		fmt.Fprintln(stderr, "\nExit status: 0 when everything is valid, 1 when any problem is found.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return &exitError{code: 2, err: err}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	m, err := config.Load(*certs, *cfg)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	printModel(stdout, m, time.Now())
+	if n := len(m.Problems); n > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d problem%s found", n, plural(n))}
+	}
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// printModel writes what would be served, then every problem and warning.
+func printModel(w io.Writer, m *config.Model, now time.Time) {
+	served := map[string]bool{}
+	for _, l := range m.Listeners {
+		served[l.Name] = true
+		printListener(w, m, l, now)
+	}
+	var blocked []string
+	for name := range m.Sources {
+		if !served[name] {
+			blocked = append(blocked, name)
+		}
+	}
+	sort.Strings(blocked)
+	for _, name := range blocked {
+		fmt.Fprintf(w, "listener %s (%s): NOT SERVED, see problems\n\n", name, m.Sources[name])
+	}
+	printProblems(w, "problems", m.Problems)
+	printProblems(w, "warnings", m.Warnings)
+	fmt.Fprintf(w, "%d listener%s served, %d blocked, %d problem%s, %d warning%s\n",
+		len(m.Listeners), plural(len(m.Listeners)), len(blocked),
+		len(m.Problems), plural(len(m.Problems)), len(m.Warnings), plural(len(m.Warnings)))
+}
+
+func printListener(w io.Writer, m *config.Model, l *config.Listener, now time.Time) {
+	fmt.Fprintf(w, "listener %s on %s (%s)\n", l.Name, l.Address, l.SourceFile)
+	alpn := "http/1.1"
+	if l.HTTP2 {
+		alpn = "h2,http/1.1"
+	}
+	tls := fmt.Sprintf("%s, %s to %s", l.TLS.Name, l.TLS.MinVersion, l.TLS.MaxVersion)
+	if len(l.TLS.CipherSuites) > 0 {
+		tls += ", TLS 1.2 suites " + strings.Join(l.TLS.CipherSuites, ":")
+	}
+	fmt.Fprintf(w, "  tls: %s; alpn %s\n", tls, alpn)
+	for i, name := range l.Certificates {
+		kp := m.Servers[name]
+		role := "default"
+		if i > 0 {
+			role = "by SNI"
+		}
+		leaf := kp.Chain[0]
+		fmt.Fprintf(w, "  certificate %s (%s): %s; SANs %s; expires %s (%s); chain of %d\n",
+			name, role, leaf.Subject, config.SANs(leaf), leaf.NotAfter.UTC().Format(time.RFC3339), until(leaf.NotAfter, now), len(kp.Chain))
+	}
+	ca := l.ClientAuth
+	fmt.Fprintf(w, "  client auth: %s", ca.Mode)
+	if ts := m.Trust[ca.TrustStore]; ts != nil {
+		fmt.Fprintf(w, ", trust store %s: %s", ts.Name, describeTrust(ts, now))
+		if len(ts.CRLs) > 0 {
+			fmt.Fprintf(w, ", crl %s", ca.CRL)
+		}
+	}
+	if len(ca.SubjectAltNames) > 0 {
+		var rules []string
+		for _, s := range ca.SubjectAltNames {
+			rules = append(rules, sanRule(s))
+		}
+		fmt.Fprintf(w, ", SAN allow-list [%s]", strings.Join(rules, "; "))
+	}
+	if n := len(ca.CertificateHashes) + len(ca.SPKIHashes); n > 0 {
+		fmt.Fprintf(w, ", %d pin%s", n, plural(n))
+	}
+	if ca.AllowExpired {
+		fmt.Fprint(w, ", expired client certificates allowed")
+	}
+	if ca.MaxVerifyDepth != nil {
+		fmt.Fprintf(w, ", max verify depth %d", *ca.MaxVerifyDepth)
+	}
+	fmt.Fprintln(w)
+	if len(l.ClientCertHeaders) > 0 {
+		fmt.Fprintf(w, "  client certificate headers: %s\n", strings.Join(l.ClientCertHeaders, ", "))
+	}
+	for _, r := range l.Routes {
+		b := m.Backends[r.Backend]
+		fmt.Fprintf(w, "  route %s -> backend %s: %s\n", r.PathPrefix, r.Backend, describeBackend(b))
+	}
+	fmt.Fprintln(w)
+}
+
+func describeTrust(ts *config.TrustStore, now time.Time) string {
+	s := fmt.Sprintf("%d CA%s", len(ts.CAs), plural(len(ts.CAs)))
+	if len(ts.CRLs) == 0 {
+		return s + ", no CRL"
+	}
+	var crls []string
+	for _, rl := range ts.CRLs {
+		next := "no nextUpdate"
+		if !rl.NextUpdate.IsZero() {
+			next = "next update " + rl.NextUpdate.UTC().Format(time.RFC3339) + " (" + until(rl.NextUpdate, now) + ")"
+		}
+		crls = append(crls, fmt.Sprintf("%s, %d revoked, %s", rl.Issuer, len(rl.RevokedCertificateEntries), next))
+	}
+	return fmt.Sprintf("%s, %d CRL%s [%s]", s, len(ts.CRLs), plural(len(ts.CRLs)), strings.Join(crls, "; "))
+}
+
+func describeBackend(b *config.Backend) string {
+	var eps []string
+	for _, e := range b.Endpoints {
+		eps = append(eps, fmt.Sprintf("%s:%d", e.Host, e.Port))
+		if !e.IsIP() {
+			eps[len(eps)-1] += " (DNS)"
+		}
+	}
+	s := "round robin over " + strings.Join(eps, ", ")
+	if hc := b.HealthCheck; hc != nil {
+		s += fmt.Sprintf("; health check GET %s every %s, timeout %s, healthy after %d, unhealthy after %d",
+			hc.Path, hc.Interval, hc.Timeout, hc.HealthyThreshold, hc.UnhealthyThreshold)
+	}
+	if t := b.TLS; t != nil {
+		s += "; TLS verified by trust store " + t.TrustStore
+		if t.Certificate != "" {
+			s += ", client certificate " + t.Certificate
+		}
+		if t.SNI != "" {
+			s += ", SNI " + t.SNI
+		}
+	}
+	return s
+}
+
+func sanRule(s config.SANMatcher) string {
+	for _, kv := range [][2]string{{"exact", s.Exact}, {"prefix", s.Prefix}, {"suffix", s.Suffix}, {"contains", s.Contains}, {"regex", s.Regex}} {
+		if kv[1] != "" {
+			return fmt.Sprintf("%s %s %q", s.Type, kv[0], kv[1])
+		}
+	}
+	return s.Type
+}
+
+func until(t, now time.Time) string {
+	d := t.Sub(now)
+	if d < 0 {
+		return "past"
+	}
+	return fmt.Sprintf("in %d days", int(d.Hours()/24))
+}
+
+func printProblems(w io.Writer, kind string, ps []config.Problem) {
+	if len(ps) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s (%d):\n", kind, len(ps))
+	for _, p := range ps {
+		who := "file"
+		if p.Listener != "" {
+			who = "listener " + p.Listener
+		}
+		fmt.Fprintf(w, "  [%s] %v\n", who, p.Err)
+	}
+	fmt.Fprintln(w)
+}
