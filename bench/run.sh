@@ -15,6 +15,8 @@ DURATION=${DURATION:-5s}
 HS_WORKERS=${HS_WORKERS:-16}
 KA_WORKERS=${KA_WORKERS:-32}
 VEGETA_VERSION=v12.13.0
+# Every client connection costs a descriptor in vegeta and in each proxy.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
@@ -213,7 +215,7 @@ start_haproxy() {
 	cat >"$h/haproxy.cfg" <<-EOF
 		global
 		  nbthread 2
-		  maxconn 20000
+		  maxconn 8000
 		  pidfile $h/haproxy.pid
 		  log stdout format raw local0
 		  ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets

@@ -87,9 +87,14 @@ func checkKeyStrength(pub any) error {
 	return nil
 }
 
-// reissueHint tells how to replace a weakly signed certificate.
-func reissueHint(role string) string {
-	return fmt.Sprintf("reissue it signed with SHA-256 (certplane pki %s, or openssl with -sha256)", role)
+// reissueHint tells how to replace a weakly signed certificate: kind is
+// "server", "client" or "intermediate".
+func reissueHint(kind string) string {
+	cmd := "certplane pki " + kind
+	if kind == "intermediate" {
+		cmd = "certplane pki ca --intermediate-of"
+	}
+	return fmt.Sprintf("reissue it signed with SHA-256 (%s, or openssl with -sha256)", cmd)
 }
 
 // checkChain validates a presented chain (leaf first) as a TLS peer would

@@ -331,7 +331,7 @@ func badInputCases() []loadCase {
 				f.write(webCrt, append(crt, ica...))
 				f.write(webKey, key)
 			},
-			want: webBlocked("$ROOT/certs/server/web/tls.crt: certificate 2 (CN=SHA1 Issuing CA) is signed with SHA-1 (ECDSA-SHA1), which TLS clients refuse; reissue it signed with SHA-256 (certplane pki intermediate, or openssl with -sha256)"),
+			want: webBlocked("$ROOT/certs/server/web/tls.crt: certificate 2 (CN=SHA1 Issuing CA) is signed with SHA-1 (ECDSA-SHA1), which TLS clients refuse; reissue it signed with SHA-256 (certplane pki ca --intermediate-of, or openssl with -sha256)"),
 		},
 		{
 			name: "X.509 v1 intermediate (openssl x509 -req without extensions)",
@@ -345,9 +345,11 @@ func badInputCases() []loadCase {
 		},
 		// --- trust stores ---
 		{
-			name:   "leaf in a trust store",
-			mutate: func(t *testing.T, f *fixture) { f.tr.Trust("clients", "ca.pem", f.root.CertPEM(), f.inter.CertPEM(), pki.CertPEM(f.web.Cert)) },
-			want:   webBlocked("$ROOT/certs/trust/clients/ca.pem: certificate 3 (CN=web.example) is not a CA certificate (no basicConstraints CA:TRUE); a trust store holds only CA certificates"),
+			name: "leaf in a trust store",
+			mutate: func(t *testing.T, f *fixture) {
+				f.tr.Trust("clients", "ca.pem", f.root.CertPEM(), f.inter.CertPEM(), pki.CertPEM(f.web.Cert))
+			},
+			want: webBlocked("$ROOT/certs/trust/clients/ca.pem: certificate 3 (CN=web.example) is not a CA certificate (no basicConstraints CA:TRUE); a trust store holds only CA certificates"),
 		},
 		{
 			name:   "duplicate CA is a warning, kept once",
@@ -370,8 +372,10 @@ func badInputCases() []loadCase {
 			},
 		},
 		{
-			name:   "private key in a trust bundle",
-			mutate: func(t *testing.T, f *fixture) { f.tr.Trust("clients", "ca.pem", f.root.CertPEM(), f.inter.CertPEM(), caKeyPEM(t, f.inter)) },
+			name: "private key in a trust bundle",
+			mutate: func(t *testing.T, f *fixture) {
+				f.tr.Trust("clients", "ca.pem", f.root.CertPEM(), f.inter.CertPEM(), caKeyPEM(t, f.inter))
+			},
 			want: func(f *fixture) []string {
 				line := bytes.Count(append(f.root.CertPEM(), f.inter.CertPEM()...), []byte("\n")) + 1
 				return []string{fmt.Sprintf("web| $ROOT/certs/trust/clients/ca.pem: unexpected \"PRIVATE KEY\" PEM block at line %d; a trust store holds only CERTIFICATE and X509 CRL blocks", line)}
@@ -461,9 +465,12 @@ func badInputCases() []loadCase {
 			present: []string{"other", "web"},
 		},
 		{
-			name:   "empty trust store directory",
-			mutate: func(t *testing.T, f *fixture) { f.tr.Remove("certs/trust/clients"); f.tr.Write("certs/trust/clients/README", nil, 0o644) },
-			want:   webBlocked("$ROOT/certs/trust/clients: trust store holds no CA certificate: add *.pem or *.crt files"),
+			name: "empty trust store directory",
+			mutate: func(t *testing.T, f *fixture) {
+				f.tr.Remove("certs/trust/clients")
+				f.tr.Write("certs/trust/clients/README", nil, 0o644)
+			},
+			want: webBlocked("$ROOT/certs/trust/clients: trust store holds no CA certificate: add *.pem or *.crt files"),
 			warn: func(f *fixture) []string {
 				return []string{"| $ROOT/certs/trust/clients/README: ignored: a trust store reads *.pem, *.crt and *.crl files"}
 			},
@@ -543,7 +550,7 @@ func badInputCases() []loadCase {
 		{
 			name:   "both layouts for one name",
 			mutate: func(t *testing.T, f *fixture) { f.tr.ServerFlat("web", f.web) },
-			want: webBlocked(`$ROOT/certs/server/web: certificate "web" is defined twice: $ROOT/certs/server/web/ and $ROOT/certs/server/web.crt; keep one layout`),
+			want:   webBlocked(`$ROOT/certs/server/web: certificate "web" is defined twice: $ROOT/certs/server/web/ and $ROOT/certs/server/web.crt; keep one layout`),
 		},
 		{
 			name:   "group-readable key is a warning",
@@ -572,8 +579,10 @@ func badInputCases() []loadCase {
 			},
 		},
 		{
-			name:   "unknown nested YAML key",
-			mutate: func(t *testing.T, f *fixture) { f.editWeb("      mode: verify", "      mode: verify\n      verify_depth: 3") },
+			name: "unknown nested YAML key",
+			mutate: func(t *testing.T, f *fixture) {
+				f.editWeb("      mode: verify", "      mode: verify\n      verify_depth: 3")
+			},
 			want: func(f *fixture) []string {
 				return []string{`| $ROOT/config/web.yaml:7: unknown key "verify_depth" in client_auth (known keys: mode, trust_store, crl, allow_expired, max_verify_depth, certificate_hashes, spki_hashes, advertise_ca_names, subject_alt_names)`}
 			},
@@ -586,8 +595,10 @@ func badInputCases() []loadCase {
 			},
 		},
 		{
-			name:   "wrong value type",
-			mutate: func(t *testing.T, f *fixture) { f.editWeb("      mode: verify", "      mode: verify\n      allow_expired: sometimes") },
+			name: "wrong value type",
+			mutate: func(t *testing.T, f *fixture) {
+				f.editWeb("      mode: verify", "      mode: verify\n      allow_expired: sometimes")
+			},
 			want: func(f *fixture) []string {
 				return []string{"| $ROOT/config/web.yaml:7: cannot unmarshal !!str `sometimes` into bool"}
 			},
@@ -600,8 +611,10 @@ func badInputCases() []loadCase {
 			want: webBlocked(`$ROOT/config/web.yaml:2: listener "web" is defined more than once: $ROOT/config/more.yaml:2, $ROOT/config/web.yaml:2`),
 		},
 		{
-			name:   "duplicate backend name",
-			mutate: func(t *testing.T, f *fixture) { f.tr.WriteConfig("other.yaml", strings.Replace(otherYAML, "name: plain", "name: app", 1)) },
+			name: "duplicate backend name",
+			mutate: func(t *testing.T, f *fixture) {
+				f.tr.WriteConfig("other.yaml", strings.Replace(otherYAML, "name: plain", "name: app", 1))
+			},
 			want: func(f *fixture) []string {
 				return []string{
 					`other| $ROOT/config/other.yaml:6: listener "other": routes[0]: backend "plain" is not defined in any config file`,
@@ -709,19 +722,25 @@ func badInputCases() []loadCase {
 			want:   webBlocked(`$ROOT/config/web.yaml:6: listener "web": client_auth: mode verify needs a trust_store (a directory under certs/trust)`),
 		},
 		{
-			name:   "bad certificate hash",
-			mutate: func(t *testing.T, f *fixture) { f.editWeb("mode: verify", "mode: verify\n      certificate_hashes: [\"AB:CD\"]") },
-			want:   webBlocked(`$ROOT/config/web.yaml:7: listener "web": client_auth: certificate_hashes[0] "AB:CD": want the SHA-256 of the certificate's DER as 64 hex digits (openssl x509 -in cert.pem -noout -fingerprint -sha256)`),
+			name: "bad certificate hash",
+			mutate: func(t *testing.T, f *fixture) {
+				f.editWeb("mode: verify", "mode: verify\n      certificate_hashes: [\"AB:CD\"]")
+			},
+			want: webBlocked(`$ROOT/config/web.yaml:7: listener "web": client_auth: certificate_hashes[0] "AB:CD": want the SHA-256 of the certificate's DER as 64 hex digits (openssl x509 -in cert.pem -noout -fingerprint -sha256)`),
 		},
 		{
-			name:   "cipher suite outside the allowed set",
-			mutate: func(t *testing.T, f *fixture) { f.editWeb("    certificates: [web]", "    certificates: [web]\n    tls_policy: {cipher_suites: [AES128-SHA]}") },
-			want:   webBlocked(`$ROOT/config/web.yaml:5: listener "web": tls_policy: cipher suite "AES128-SHA" is not allowed; choose from ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256, ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305`),
+			name: "cipher suite outside the allowed set",
+			mutate: func(t *testing.T, f *fixture) {
+				f.editWeb("    certificates: [web]", "    certificates: [web]\n    tls_policy: {cipher_suites: [AES128-SHA]}")
+			},
+			want: webBlocked(`$ROOT/config/web.yaml:5: listener "web": tls_policy: cipher suite "AES128-SHA" is not allowed; choose from ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256, ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305`),
 		},
 		{
-			name:   "TLS 1.1 refused",
-			mutate: func(t *testing.T, f *fixture) { f.editWeb("    certificates: [web]", "    certificates: [web]\n    tls_policy: {min_version: \"1.1\"}") },
-			want:   webBlocked(`$ROOT/config/web.yaml:5: listener "web": tls_policy: min_version: TLS 1.1 is not allowed; want "1.2" or "1.3"`),
+			name: "TLS 1.1 refused",
+			mutate: func(t *testing.T, f *fixture) {
+				f.editWeb("    certificates: [web]", "    certificates: [web]\n    tls_policy: {min_version: \"1.1\"}")
+			},
+			want: webBlocked(`$ROOT/config/web.yaml:5: listener "web": tls_policy: min_version: TLS 1.1 is not allowed; want "1.2" or "1.3"`),
 		},
 		{
 			name: "second certificate without DNS SAN",

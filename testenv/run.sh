@@ -57,7 +57,10 @@ started=$(date +%s)
 
 dump_logs() {
 	echo "---- last logs of certplane and proxy ----"
-	timeout 30 "${dcp[@]}" logs --no-color --tail 40 certplane proxy 2>&1 | sed 's/^/    /'
+	# Without the per-request and successful-handshake lines of the
+	# connection log, which would bury the operational ones.
+	timeout 30 "${dcp[@]}" logs --no-color --tail 300 certplane proxy 2>&1 |
+		grep -v -e '"event":"request"' -e '"result":"ok"' | tail -n 40 | sed 's/^/    /'
 }
 
 cleanup() {
@@ -336,6 +339,8 @@ step5() {
 	[ "$restarted" = 1 ] && { wait_healthy certplane 60 || restarted=0; }
 	# Reconnected: the restarted control plane (which starts with no
 	# streams) lists the proxy's node, and the proxy says it is connected.
+	# A restart publishes the admin port on a new random host port.
+	admin=$(compose port certplane 18001)
 	local deadline=$(( $(now_ms) + 30000 ))
 	until curl -s --max-time 2 "http://$admin/status" | grep -q '"id": *"proxy"' &&
 		curl -s --max-time 2 "http://$proxy_admin/status" | grep -q '"xds_connected": *true'; do

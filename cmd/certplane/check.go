@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -21,36 +19,31 @@ func init() {
 }
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	certs := fs.String("certs", "certs", "certificate directory (server/, client/, trust/)")
-	cfg := fs.String("config", "config", "config directory (*.yaml)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: certplane check --certs DIR --config DIR")
-		fmt.Fprintln(stderr, "\nExit status: 0 when everything is valid, 1 when any problem is found.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return &exitError{code: 2, err: err}
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	fs := newFlagSet("check", "certplane check --certs DIR --config DIR",
+		`Load and validate the certificate directory and the config directory exactly
+as certplane serve does, print what would be served (per listener: address,
+TLS policy, certificates with subject, SANs and expiry, client-auth mode, trust
+store with CA count and CRL nextUpdate, routes to backends and endpoints),
+then every problem and warning, each naming its file.
+
+Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
+	certs := fs.String("certs", "certs", "certificate directory: server/, client/ and trust/")
+	cfg := fs.String("config", "config", "config directory: *.yaml and *.yml")
+	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
+		return err
 	}
 	m, err := config.Load(*certs, *cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	printModel(stdout, m, time.Now())
+	printCheck(stdout, m, time.Now())
 	if n := len(m.Problems); n > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d problem%s found", n, plural(n))}
+		return &exitError{code: 1, err: fmt.Errorf("%d problem%s found", n, checkPlural(n))}
 	}
 	return nil
 }
 
-func plural(n int) string {
+func checkPlural(n int) string {
 	if n == 1 {
 		return ""
 	}
@@ -58,11 +51,11 @@ func plural(n int) string {
 }
 
 // printModel writes what would be served, then every problem and warning.
-func printModel(w io.Writer, m *config.Model, now time.Time) {
+func printCheck(w io.Writer, m *config.Model, now time.Time) {
 	served := map[string]bool{}
 	for _, l := range m.Listeners {
 		served[l.Name] = true
-		printListener(w, m, l, now)
+		printCheckListener(w, m, l, now)
 	}
 	var blocked []string
 	for name := range m.Sources {
@@ -74,14 +67,14 @@ func printModel(w io.Writer, m *config.Model, now time.Time) {
 	for _, name := range blocked {
 		fmt.Fprintf(w, "listener %s (%s): NOT SERVED, see problems\n\n", name, m.Sources[name])
 	}
-	printProblems(w, "problems", m.Problems)
-	printProblems(w, "warnings", m.Warnings)
+	printCheckProblems(w, "problems", m.Problems)
+	printCheckProblems(w, "warnings", m.Warnings)
 	fmt.Fprintf(w, "%d listener%s served, %d blocked, %d problem%s, %d warning%s\n",
-		len(m.Listeners), plural(len(m.Listeners)), len(blocked),
-		len(m.Problems), plural(len(m.Problems)), len(m.Warnings), plural(len(m.Warnings)))
+		len(m.Listeners), checkPlural(len(m.Listeners)), len(blocked),
+		len(m.Problems), checkPlural(len(m.Problems)), len(m.Warnings), checkPlural(len(m.Warnings)))
 }
 
-func printListener(w io.Writer, m *config.Model, l *config.Listener, now time.Time) {
+func printCheckListener(w io.Writer, m *config.Model, l *config.Listener, now time.Time) {
 	fmt.Fprintf(w, "listener %s on %s (%s)\n", l.Name, l.Address, l.SourceFile)
 	alpn := "http/1.1"
 	if l.HTTP2 {
@@ -100,12 +93,12 @@ func printListener(w io.Writer, m *config.Model, l *config.Listener, now time.Ti
 		}
 		leaf := kp.Chain[0]
 		fmt.Fprintf(w, "  certificate %s (%s): %s; SANs %s; expires %s (%s); chain of %d\n",
-			name, role, leaf.Subject, config.SANs(leaf), leaf.NotAfter.UTC().Format(time.RFC3339), until(leaf.NotAfter, now), len(kp.Chain))
+			name, role, leaf.Subject, config.SANs(leaf), leaf.NotAfter.UTC().Format(time.RFC3339), checkUntil(leaf.NotAfter, now), len(kp.Chain))
 	}
 	ca := l.ClientAuth
 	fmt.Fprintf(w, "  client auth: %s", ca.Mode)
 	if ts := m.Trust[ca.TrustStore]; ts != nil {
-		fmt.Fprintf(w, ", trust store %s: %s", ts.Name, describeTrust(ts, now))
+		fmt.Fprintf(w, ", trust store %s: %s", ts.Name, describeCheckTrust(ts, now))
 		if len(ts.CRLs) > 0 {
 			fmt.Fprintf(w, ", crl %s", ca.CRL)
 		}
@@ -113,12 +106,12 @@ func printListener(w io.Writer, m *config.Model, l *config.Listener, now time.Ti
 	if len(ca.SubjectAltNames) > 0 {
 		var rules []string
 		for _, s := range ca.SubjectAltNames {
-			rules = append(rules, sanRule(s))
+			rules = append(rules, checkSANRule(s))
 		}
 		fmt.Fprintf(w, ", SAN allow-list [%s]", strings.Join(rules, "; "))
 	}
 	if n := len(ca.CertificateHashes) + len(ca.SPKIHashes); n > 0 {
-		fmt.Fprintf(w, ", %d pin%s", n, plural(n))
+		fmt.Fprintf(w, ", %d pin%s", n, checkPlural(n))
 	}
 	if ca.AllowExpired {
 		fmt.Fprint(w, ", expired client certificates allowed")
@@ -132,13 +125,13 @@ func printListener(w io.Writer, m *config.Model, l *config.Listener, now time.Ti
 	}
 	for _, r := range l.Routes {
 		b := m.Backends[r.Backend]
-		fmt.Fprintf(w, "  route %s -> backend %s: %s\n", r.PathPrefix, r.Backend, describeBackend(b))
+		fmt.Fprintf(w, "  route %s -> backend %s: %s\n", r.PathPrefix, r.Backend, describeCheckBackend(b))
 	}
 	fmt.Fprintln(w)
 }
 
-func describeTrust(ts *config.TrustStore, now time.Time) string {
-	s := fmt.Sprintf("%d CA%s", len(ts.CAs), plural(len(ts.CAs)))
+func describeCheckTrust(ts *config.TrustStore, now time.Time) string {
+	s := fmt.Sprintf("%d CA%s", len(ts.CAs), checkPlural(len(ts.CAs)))
 	if len(ts.CRLs) == 0 {
 		return s + ", no CRL"
 	}
@@ -146,14 +139,14 @@ func describeTrust(ts *config.TrustStore, now time.Time) string {
 	for _, rl := range ts.CRLs {
 		next := "no nextUpdate"
 		if !rl.NextUpdate.IsZero() {
-			next = "next update " + rl.NextUpdate.UTC().Format(time.RFC3339) + " (" + until(rl.NextUpdate, now) + ")"
+			next = "next update " + rl.NextUpdate.UTC().Format(time.RFC3339) + " (" + checkUntil(rl.NextUpdate, now) + ")"
 		}
 		crls = append(crls, fmt.Sprintf("%s, %d revoked, %s", rl.Issuer, len(rl.RevokedCertificateEntries), next))
 	}
-	return fmt.Sprintf("%s, %d CRL%s [%s]", s, len(ts.CRLs), plural(len(ts.CRLs)), strings.Join(crls, "; "))
+	return fmt.Sprintf("%s, %d CRL%s [%s]", s, len(ts.CRLs), checkPlural(len(ts.CRLs)), strings.Join(crls, "; "))
 }
 
-func describeBackend(b *config.Backend) string {
+func describeCheckBackend(b *config.Backend) string {
 	var eps []string
 	for _, e := range b.Endpoints {
 		eps = append(eps, fmt.Sprintf("%s:%d", e.Host, e.Port))
@@ -178,7 +171,7 @@ func describeBackend(b *config.Backend) string {
 	return s
 }
 
-func sanRule(s config.SANMatcher) string {
+func checkSANRule(s config.SANMatcher) string {
 	for _, kv := range [][2]string{{"exact", s.Exact}, {"prefix", s.Prefix}, {"suffix", s.Suffix}, {"contains", s.Contains}, {"regex", s.Regex}} {
 		if kv[1] != "" {
 			return fmt.Sprintf("%s %s %q", s.Type, kv[0], kv[1])
@@ -187,7 +180,7 @@ func sanRule(s config.SANMatcher) string {
 	return s.Type
 }
 
-func until(t, now time.Time) string {
+func checkUntil(t, now time.Time) string {
 	d := t.Sub(now)
 	if d < 0 {
 		return "past"
@@ -195,7 +188,7 @@ func until(t, now time.Time) string {
 	return fmt.Sprintf("in %d days", int(d.Hours()/24))
 }
 
-func printProblems(w io.Writer, kind string, ps []config.Problem) {
+func printCheckProblems(w io.Writer, kind string, ps []config.Problem) {
 	if len(ps) == 0 {
 		return
 	}
