@@ -28,6 +28,12 @@ type ControlPlane struct {
 	Errors             []Problem     `json:"errors"`
 	Warnings           []Problem     `json:"warnings"`
 	Nodes              []Node        `json:"nodes"`
+	// ExpiryWarningSeconds is the threshold under which Expiring lists an
+	// item (--expiry-warning).
+	ExpiryWarningSeconds int64 `json:"expiry_warning_seconds,omitempty"`
+	// Expiring lists the served certificates and CRLs that expire within the
+	// threshold or have expired, soonest first.
+	Expiring []Expiry `json:"expiring"`
 }
 
 // Listener is one listener as served.

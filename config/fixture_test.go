@@ -1,8 +1,6 @@
 package config_test
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,15 +123,6 @@ func listenerNames(m *config.Model) []string {
 }
 
 func day(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-func keyPEM(t *testing.T, k any) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
 
 // opensslCert has the openssl binary issue a certificate under issuer, the
 // way old guides do: digest is "sha1" or "sha256"; ext is an extfile body,

@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -894,4 +896,74 @@ func TestLoadMissingDirectory(t *testing.T) {
 	if want := filepath.Join(f.tr.Root, "nope") + ": missing: file does not exist"; err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
+}
+
+// TestKeyFormats loads the key encodings operators have: PKCS#8, PKCS#1
+// (openssl genrsa of old), SEC1 with the EC PARAMETERS block that openssl
+// ecparam -genkey writes first, and a key file that also holds the chain.
+func TestKeyFormats(t *testing.T) {
+	root := pkitest.NewCA(t, "Key Root")
+	ec := root.Server("ec.example")
+	rsaLeaf := root.Server("rsa.example", pkitest.KeyType(pki.RSA2048))
+	ecDER, err := x509.MarshalECPrivateKey(ec.Key.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1 := append([]byte("-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER})...)
+	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaLeaf.Key.(*rsa.PrivateKey))})
+	for _, tc := range []struct {
+		name     string
+		leaf     *pkitest.Leaf
+		key      []byte
+		wantDesc string
+	}{
+		{"pkcs8", ec, ec.KeyPEM(), "ECDSA P-256"},
+		{"sec1 with parameters", ec, sec1, "ECDSA P-256"},
+		{"pkcs1", rsaLeaf, pkcs1, "RSA 2048"},
+		{"combined chain and key", ec, append(ec.ChainPEM(), ec.KeyPEM()...), "ECDSA P-256"},
+	} {
+		kp, warnings, err := config.ParseKeyPair(config.RoleServer, "k", "k.crt", tc.leaf.ChainPEM(), "k.key", tc.key)
+		if err != nil || len(warnings) != 0 {
+			t.Errorf("%s: %v %v", tc.name, err, warnings)
+			continue
+		}
+		again, err := x509.ParsePKCS8PrivateKey(mustPEM(t, kp.KeyPEM))
+		if err != nil || !kp.Chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(again.(crypto.Signer).Public()) {
+			t.Errorf("%s: KeyPEM is not the PKCS#8 of the key: %v", tc.name, err)
+		}
+	}
+	_, _, err = config.ParseKeyPair(config.RoleServer, "k", "k.crt", ec.ChainPEM(), "k.key", append(ec.KeyPEM(), rsaLeaf.KeyPEM()...))
+	if want := "k.key: second private key at line 6; a key file holds exactly one"; err == nil || err.Error() != want {
+		t.Errorf("two keys: %v, want %s", err, want)
+	}
+}
+
+func mustPEM(t *testing.T, b []byte) []byte {
+	t.Helper()
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("no PEM")
+	}
+	return blk.Bytes
+}
+
+func TestTrustStoreExpiryWarnings(t *testing.T) {
+	// Half a second past a whole second: certificate and CRL times are
+	// whole seconds, so the minutes and days left are fixed.
+	now := time.Now().Truncate(time.Second).Add(500 * time.Millisecond)
+	ca := pkitest.NewCA(t, "Soon Root", pkitest.ValidBetween(now.Add(-time.Hour), now.Add(72*time.Hour)))
+	crl := ca.CRLPEM(pkitest.CRLTimes(now.Add(-time.Hour), now.Add(90*time.Minute)))
+	ts, warnings, err := config.Loader{Now: func() time.Time { return now }}.ParseTrustStore("s", map[string][]byte{"s/ca.pem": ca.CertPEM(), "s/ca.crl": crl})
+	if err != nil || len(ts.CRLs) != 1 {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range warnings {
+		got = append(got, w.Error())
+	}
+	assertProblems(t, "warnings", got, []string{
+		fmt.Sprintf("s/ca.pem: certificate 1 (CN=Soon Root) expires on %s, in 2 days", day(ca.Cert.NotAfter)),
+		fmt.Sprintf("s/ca.crl: CRL 1 (issuer CN=Soon Root) expires on %s (nextUpdate), in 89 minutes: publish a fresh one before then, or clients of that CA are refused", day(now.Add(90*time.Minute))),
+	})
 }

@@ -79,6 +79,8 @@ func (l Loader) ParseTrustStore(name string, files map[string][]byte) (*TrustSto
 				}
 				if err := checkCA(c, nCert, now, func(err error) { warn(file, err) }); err != nil {
 					errs = append(errs, fileErr(file, err))
+				} else if left := c.NotAfter.Sub(now); left < l.expiryWarning() {
+					warn(file, fmt.Errorf("%s expires on %s, in %d days", certName(nCert, c), c.NotAfter.UTC().Format(timeFormat), int(left.Hours()/24)))
 				}
 				nCert++
 				if first, dup := seen[string(c.Raw)]; dup {
@@ -117,6 +119,9 @@ func (l Loader) ParseTrustStore(name string, files map[string][]byte) (*TrustSto
 			errs = append(errs, fileErr(c.file, err))
 			continue
 		}
+		if left := c.rl.NextUpdate.Sub(now); !c.rl.NextUpdate.IsZero() && left < crlExpiryWarning {
+			warn(c.file, fmt.Errorf("%s expires on %s (nextUpdate), in %d minutes: publish a fresh one before then, or clients of that CA are refused", crlName(c.n, c.rl), c.rl.NextUpdate.UTC().Format(timeFormat), int(left.Minutes())))
+		}
 		ts.CRLs = append(ts.CRLs, c.rl)
 		ts.CRLPEM = append(ts.CRLPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.rl.Raw})...)
 	}
@@ -125,6 +130,10 @@ func (l Loader) ParseTrustStore(name string, files map[string][]byte) (*TrustSto
 	}
 	return ts, warnings, nil
 }
+
+// crlExpiryWarning is how close a CRL's nextUpdate must be to warn. CRLs
+// usually live days to weeks, so the certificates' 30 days would always fire.
+const crlExpiryWarning = 24 * time.Hour
 
 // errNoCA is the defect of a trust store without any CA certificate.
 var errNoCA = errors.New("trust store holds no CA certificate")

@@ -43,6 +43,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Load reads the directories; nil means config.Load.
 	Load func(certsDir, configDir string) (*config.Model, error)
+	// ExpiryWarning is how close to expiry a served certificate or CRL
+	// nextUpdate is logged and flagged (certplane_expiring_soon); zero
+	// means admin.DefaultExpiryWarning (30 days).
+	ExpiryWarning time.Duration
 }
 
 // ControlPlane is `certplane serve` as a library: it watches the
@@ -58,6 +62,7 @@ type ControlPlane struct {
 	metrics *metrics
 	xds     server.Server
 	watch   *watcher.Watcher
+	expiry  *ExpiryWatch
 
 	// ctx bounds the xDS server's streams: Run's context once Run starts.
 	ctx    context.Context
@@ -101,9 +106,15 @@ func NewControlPlane(o Options) (*ControlPlane, error) {
 		w.Close()
 		return nil, fmt.Errorf("control plane metrics: %w", err)
 	}
+	expiry := NewExpiryWatch(o.ExpiryWarning, log.With("check", "expiry"))
+	if err := o.Registry.Register(expiringCollector{p: pub, threshold: expiry.Threshold()}); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("control plane metrics: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &ControlPlane{
-		opts: o, log: log, cache: c, pub: pub, metrics: m, watch: w,
+		expiry: expiry,
+		opts:   o, log: log, cache: c, pub: pub, metrics: m, watch: w,
 		tracker:  newTracker(o.NodeID, log, m),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -126,10 +137,14 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 
 	cp.Reload(ctx)
 	close(cp.loaded)
+	expiryTick := time.NewTicker(expiryCheckEvery)
+	defer expiryTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-expiryTick.C:
+			cp.checkExpiry()
 		case _, ok := <-cp.watch.C():
 			if !ok {
 				return errors.New("control plane: watcher stopped")
@@ -155,6 +170,7 @@ func (cp *ControlPlane) Reload(ctx context.Context) (Result, error) {
 	res, err := cp.pub.Update(ctx, m)
 	cp.metrics.reload(res, len(m.Problems), err)
 	cp.logProblems(m, res)
+	cp.checkExpiry()
 	attrs := []any{
 		"pushed", res.Pushed,
 		"duration", time.Since(start).Round(time.Microsecond).String(),
@@ -311,5 +327,6 @@ func (cp *ControlPlane) Publisher() *Publisher { return cp.pub }
 func (cp *ControlPlane) Status() *admin.ControlPlane {
 	st := cp.pub.status()
 	st.Nodes = cp.tracker.nodes()
+	cp.expiryStatus(st, time.Now())
 	return st
 }

@@ -48,9 +48,9 @@ func TestCheckInitExample(t *testing.T) {
 // defect, and the listener is reported as not served.
 func TestCheckBrokenInputs(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, dir string)
-		want  string // the problem line, $DIR for the example dir
+		want   string // the problem line, $DIR for the example dir
 	}{
 		{"malformed PEM", func(t *testing.T, dir string) {
 			write(t, dir, "certs/server/default/tls.crt", "-----BEGIN CERTIFICATE-----\nMIIB\n")

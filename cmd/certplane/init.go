@@ -217,7 +217,7 @@ func printTryCommands(w io.Writer, dir, listen string) {
 	ca := filepath.Join(dir, "certs", "trust", "clients", "ca.pem")
 	c := filepath.Join(dir, "clients")
 	fmt.Fprintf(w, `
-Once a proxy serves %s, try:
+With the proxy on %s, try:
 
   # alice: valid certificate, answered by backend 1 then backend 2 (round robin)
   curl --cacert %s --cert %s --key %s %s

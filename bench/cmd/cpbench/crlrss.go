@@ -26,7 +26,11 @@ type CRLCost struct {
 	ProxyHWMMB float64 `json:"proxy_hwm_mb"`
 	ServeRSSMB float64 `json:"serve_rss_mb"`
 	ServeHWMMB float64 `json:"serve_hwm_mb"`
-	Handshakes int     `json:"handshakes"`
+	// ServeBinary is "certplane serve", or benchproxy when the product
+	// refused the CRL file (ServeRefused says why).
+	ServeBinary  string `json:"serve_binary"`
+	ServeRefused string `json:"serve_refused,omitempty"`
+	Handshakes   int    `json:"handshakes"`
 	// HandshakeP50MS is the client-side time of one full mTLS handshake;
 	// ProxyCPUPerHandshakeUS the proxy's utime+stime over them, per handshake.
 	HandshakeP50MS         float64 `json:"handshake_p50_ms"`
@@ -35,7 +39,7 @@ type CRLCost struct {
 
 // crlCost runs serve + proxy with a CRL of the given PEM (signed by ca) and
 // measures the proxy.
-func crlCost(ctx context.Context, bin, work, name string, ca *pki.CA, crlPEM []byte, serials, handshakes int) (*CRLCost, error) {
+func crlCost(ctx context.Context, bin, benchproxy, work, name string, ca *pki.CA, crlPEM []byte, serials, handshakes int) (*CRLCost, error) {
 	addrs := make([]string, 4)
 	for i := range addrs {
 		a, err := freeAddr()
@@ -51,14 +55,27 @@ func crlCost(ctx context.Context, bin, work, name string, ca *pki.CA, crlPEM []b
 	if err != nil {
 		return nil, err
 	}
-	serve, err := startDaemon(filepath.Join(dir, "serve.log"), bin, "serve", "--certs", fx.certs, "--config", fx.config,
-		"--xds-address", xdsAddr, "--admin-address", serveAdmin, "--log-level", "warn")
+	serveArgs := []string{"--certs", fx.certs, "--config", fx.config, "--xds-address", xdsAddr, "--admin-address", serveAdmin}
+	serve, err := startDaemon(filepath.Join(dir, "serve.log"), bin, append([]string{"serve", "--log-level", "warn"}, serveArgs...)...)
 	if err != nil {
 		return nil, err
 	}
-	defer serve.stop()
+	defer func() { serve.stop() }()
 	if err := serve.waitHTTP("http://"+serveAdmin+"/readyz", 120*time.Second); err != nil {
 		return nil, err
+	}
+	serveBin, refused := "certplane serve", ""
+	if why := refusedFile(serve.log); why != "" {
+		// config.DefaultMaxFileSize: measure the same control plane with
+		// the loader's cap raised (bench/cmd/benchproxy -mode serve).
+		serve.stop()
+		serveBin, refused = "bench/cmd/benchproxy -mode serve", why
+		if serve, err = startDaemon(filepath.Join(dir, "serve.log"), benchproxy, append([]string{"-mode", "serve"}, serveArgs...)...); err != nil {
+			return nil, err
+		}
+		if err := serve.waitHTTP("http://"+serveAdmin+"/readyz", 120*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	px, err := startDaemon(filepath.Join(dir, "proxy.log"), bin, "proxy", "--xds", xdsAddr, "--node-id", "cpbench-"+name,
 		"--admin-address", proxyAdmin, "--log-file", os.DevNull, "--log-level", "warn")
@@ -112,6 +129,7 @@ func crlCost(ctx context.Context, bin, work, name string, ca *pki.CA, crlPEM []b
 	r := &CRLCost{Serials: serials, Handshakes: handshakes,
 		ProxyRSSMB: mb(statusKB(px.pid(), "VmRSS")), ProxyHWMMB: mb(statusKB(px.pid(), "VmHWM")),
 		ServeRSSMB: mb(statusKB(serve.pid(), "VmRSS")), ServeHWMMB: mb(statusKB(serve.pid(), "VmHWM")),
+		ServeBinary: serveBin, ServeRefused: refused,
 		ProxyCPUPerHandshakeUS: float64(cpu) * 1e4 / float64(handshakes)}
 	r.HandshakeP50MS, _ = quantiles(lat)
 	return r, nil
@@ -128,4 +146,21 @@ func cpuTicks(pid int) int64 {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + st
+}
+
+// refusedFile returns the loader's "over the limit" complaint from a serve
+// log (JSON lines on stderr), if any, waiting briefly for the first reload.
+func refusedFile(logPath string) string {
+	var why string
+	_ = pollUntil(context.Background(), 2*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		if i := strings.Index(string(b), "file is "); i >= 0 {
+			if j := strings.Index(string(b[i:]), " bytes\""); j > 0 && strings.Contains(string(b[i:i+j]), "over the limit") {
+				why = string(b[i : i+j+6])
+				return true
+			}
+		}
+		return false
+	})
+	return why
 }

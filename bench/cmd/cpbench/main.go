@@ -32,10 +32,16 @@ type Results struct {
 	CRLSmall    *CRLCost     `json:"crl_small,omitempty"`
 	CRLLarge    *CRLCost     `json:"crl_large,omitempty"`
 	Fanout      *Fanout      `json:"fanout,omitempty"`
+	// LoaderLimit notes the loader cap used in-process for scale.
+	LoaderMaxFileSize int64 `json:"loader_max_file_size"`
 }
+
+// maxFileSize is the loader's per-file cap for the in-process scale run.
+const maxFileSize = 256 << 20
 
 func main() {
 	bin := flag.String("certplane", "certplane", "certplane binary (serve and proxy run as subprocesses)")
+	benchproxy := flag.String("benchproxy", "benchproxy", "bench/cmd/benchproxy binary, used when certplane serve refuses the large CRL")
 	work := flag.String("work", "", "scratch directory (required)")
 	out := flag.String("out", "", "write the JSON here (default stdout)")
 	part := flag.String("part", "all", "all, propagation, scale, crl, fanout (scale-child is internal)")
@@ -61,7 +67,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := run(ctx, *bin, *work, *part, *changes, *clients, *listeners, *cas, *serials)
+	r, err := run(ctx, *bin, *benchproxy, *work, *part, *changes, *clients, *listeners, *cas, *serials)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -76,12 +82,12 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, bin, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
+func run(ctx context.Context, bin, benchproxy, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
 	want := func(p string) bool { return part == "all" || part == p }
-	var r Results
+	r := Results{LoaderMaxFileSize: maxFileSize}
 	var err error
 	if want("propagation") {
 		log.Printf("propagation: %d certificate rotations (hold-off %v)", changes, watcher.DefaultHoldOff)
@@ -116,11 +122,11 @@ func run(ctx context.Context, bin, work, part string, changes, clients, listener
 			return nil, err
 		}
 		log.Printf("proxy with a 1,000-serial CRL")
-		if r.CRLSmall, err = crlCost(ctx, bin, work, "crl-small", ca, small, 1_000, 500); err != nil {
+		if r.CRLSmall, err = crlCost(ctx, bin, benchproxy, work, "crl-small", ca, small, 1_000, 500); err != nil {
 			return nil, err
 		}
 		log.Printf("proxy with a %d-serial CRL", serials)
-		if r.CRLLarge, err = crlCost(ctx, bin, work, "crl-large", ca, big, serials, 500); err != nil {
+		if r.CRLLarge, err = crlCost(ctx, bin, benchproxy, work, "crl-large", ca, big, serials, 500); err != nil {
 			return nil, err
 		}
 	}

@@ -73,7 +73,9 @@ func scaleChild(certs, cfg string, rebuilds int) error {
 	cp, err := xds.NewControlPlane(xds.Options{CertsDir: certs, ConfigDir: cfg, Resync: -1, Logger: slog.New(slog.DiscardHandler),
 		Load: func(c, k string) (*config.Model, error) {
 			t0 := time.Now()
-			m, err := config.Load(c, k)
+			// config.Load caps files at 1 MiB (DefaultMaxFileSize), which
+			// refuses a 1M-serial CRL; measure the same loader without that cap.
+			m, err := config.Loader{MaxFileSize: maxFileSize}.Load(c, k)
 			loadDur = time.Since(t0)
 			return m, err
 		}})
@@ -87,8 +89,8 @@ func scaleChild(certs, cfg string, rebuilds int) error {
 		return err
 	}
 	s := Scale{ColdMS: ms(time.Since(t0)), ColdLoadMS: ms(loadDur), Serving: len(res.Serving), Rebuilds: rebuilds}
-	if !res.Pushed || len(res.Errors) > 0 {
-		return fmt.Errorf("cold reload: pushed=%v errors=%v", res.Pushed, res.Errors)
+	if !res.Pushed || len(res.Errors) > 0 || len(res.Serving) == 0 {
+		return fmt.Errorf("cold reload: pushed=%v serving=%d errors=%v", res.Pushed, len(res.Serving), res.Errors)
 	}
 	caDir, err := pki.LoadCADir(filepath.Join(filepath.Dir(certs), "ca"))
 	if err != nil {
