@@ -18,12 +18,11 @@
 #
 # /data is created owned by 65532 so that a named volume mounted there starts
 # writable by the unprivileged user (Docker copies the mount point's owner
-# into an empty named volume); /xds likewise for the xDS mTLS volume.
+# into an empty named volume), with no root init step.
 
 FROM scratch AS runtime-prebuilt
 COPY testenv/.state/build/certplane /certplane
 COPY --chown=65532:65532 testenv/.state/build/data /data
-COPY --chown=65532:65532 testenv/.state/build/data /xds
 USER 65532:65532
 ENTRYPOINT ["/certplane"]
 
@@ -41,6 +40,5 @@ RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
 FROM scratch AS runtime
 COPY --from=build /out/certplane /certplane
 COPY --from=build --chown=65532:65532 /out/data /data
-COPY --from=build --chown=65532:65532 /out/data /xds
 USER 65532:65532
 ENTRYPOINT ["/certplane"]

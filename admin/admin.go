@@ -1,5 +1,6 @@
 // Package admin is certplane's operator HTTP endpoint, shared by `certplane
-// serve` and `certplane proxy`: /healthz (the process answers), /readyz (a
+// serve` and `certplane proxy`: / (the status page: HTML rendering /status,
+// refreshing itself), /healthz (the process answers), /readyz (a
 // first valid configuration is being served), /status (JSON: what is served,
 // what is wrong and who is connected) and /metrics (Prometheus, from a
 // registry of the caller's, never the global one).
@@ -76,6 +77,12 @@ func Handler(o Options) http.Handler {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(append(b, '\n'))
 	})
+	if pg, err := newPage(o.Status, log); err != nil {
+		log.Error("status page unavailable", "err", err)
+	} else {
+		mux.HandleFunc("GET /{$}", pg.serveIndex)
+		mux.Handle("GET /assets/", pg.assetHandler())
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,

@@ -1,6 +1,13 @@
 package admin
 
-import "time"
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
 
 // DefaultExpiryWarning is how long before a certificate expires, or a CRL's
 // nextUpdate passes, that it is reported as expiring: 30 days, the lead time
@@ -56,4 +63,99 @@ func Classify(items []Expiry, now time.Time, threshold time.Duration) {
 		items[i].SecondsLeft = int64(items[i].At.Sub(now) / time.Second)
 		items[i].State = ExpiryState(items[i].At, now, threshold)
 	}
+}
+
+// ExpiryCheckEvery is how often expiry is re-evaluated between updates: an
+// item crosses the threshold with time, not with a file change.
+const ExpiryCheckEvery = time.Minute
+
+// ExpiryWatch logs each certificate or CRL once when it comes within the
+// threshold, once when it expires, and once when it is renewed: never again
+// on every resync. The control plane watches what it serves, the proxy what it receives.
+type ExpiryWatch struct {
+	threshold time.Duration
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	state map[string]string // Expiry.Key() -> last state logged
+}
+
+// NewExpiryWatch returns a watch that logs to log; threshold <= 0 means
+// DefaultExpiryWarning.
+func NewExpiryWatch(threshold time.Duration, log *slog.Logger) *ExpiryWatch {
+	if threshold <= 0 {
+		threshold = DefaultExpiryWarning
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &ExpiryWatch{threshold: threshold, log: log, state: map[string]string{}}
+}
+
+// Threshold is the warning threshold in force.
+func (w *ExpiryWatch) Threshold() time.Duration { return w.threshold }
+
+// Check classifies items at now and logs the state changes since the last
+// Check. An item first seen in the ok state is not logged; one that is
+// gone is forgotten, so a later return counts as a new crossing.
+func (w *ExpiryWatch) Check(now time.Time, items []Expiry) {
+	items = slices.Clone(items)
+	Classify(items, now, w.threshold)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := make(map[string]string, len(items))
+	for _, it := range items {
+		k := it.Key()
+		seen[k] = it.State
+		prev, known := w.state[k]
+		if prev == it.State || (!known && it.State == ExpiryOK) {
+			continue
+		}
+		attrs := []any{"kind", it.Kind, "name", it.Name, "subject", it.Subject, "expires", it.At.UTC().Format(time.RFC3339)}
+		if it.File != "" {
+			attrs = append(attrs, "file", it.File)
+		}
+		switch it.State {
+		case ExpiryExpiring:
+			attrs = append(attrs, "left", humanLeft(it.At.Sub(now)), "threshold", w.threshold.String())
+			w.log.Warn(expiringMessage(it.Kind), attrs...)
+		case ExpiryExpired:
+			w.log.Error(expiredMessage(it.Kind), attrs...)
+		default:
+			w.log.Info("renewed: no longer within the expiry warning threshold", attrs...)
+		}
+	}
+	w.state = seen
+}
+
+func expiringMessage(kind string) string {
+	if kind == KindCRL {
+		return "CRL nextUpdate is near: publish a fresh CRL before then, or clients of its CA are refused"
+	}
+	return kind + " certificate expires soon"
+}
+
+func expiredMessage(kind string) string {
+	switch kind {
+	case KindCRL:
+		return "CRL nextUpdate has passed: handshakes of its CA's clients fail closed"
+	case KindServer:
+		return "server certificate has expired: clients refuse it"
+	}
+	return kind + " certificate has expired"
+}
+
+// humanLeft prints a duration in days and hours, as an operator reads it.
+func humanLeft(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.Round(time.Minute).String()
+}
+
+// SortExpiries orders items soonest first, then by kind, name and subject.
+func SortExpiries(items []Expiry) {
+	slices.SortFunc(items, func(a, b Expiry) int {
+		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Subject, b.Subject))
+	})
 }

@@ -5,7 +5,8 @@
 #   bash bench/run.sh
 #
 # Environment (all optional): ROUNDS (3), DURATION (5s), HS_WORKERS (16),
-# KA_WORKERS (32), SKIP_CP=1 (skip the control-plane part), SKIP_INSTALL=1.
+# KA_WORKERS (32), SKIP_CP=1 (skip the control-plane part), SKIP_INSTALL=1,
+# PPROF=127.0.0.1:6060 (net/http/pprof on the benchproxy fallback, if used).
 # Writes bench/RESULTS.md. Takes about 10 minutes on 2 cores. Everything
 # listens on 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -24,7 +25,7 @@ T=$(mktemp -d /tmp/certplane-bench.XXXXXX)
 BIN=$T/bin
 RES=$T/results
 mkdir -p "$BIN" "$RES"
-CMDLINE="bash bench/run.sh$(for v in ROUNDS DURATION HS_WORKERS KA_WORKERS SKIP_CP; do [[ -n ${!v+x} ]] && printf ' %s=%s' "$v" "${!v}"; done)"
+CMDLINE="bash bench/run.sh$(for v in ROUNDS DURATION HS_WORKERS KA_WORKERS SKIP_CP; do [[ -n ${!v+x} ]] && printf ' %s=%s' "$v" "${!v}"; done; true)"
 
 PIDS=()
 cleanup() {
@@ -80,7 +81,7 @@ install_tools() {
 	fi
 	local gobin
 	gobin=$(go env GOPATH)/bin
-	if ! "$gobin/vegeta" -version 2>/dev/null | grep -q "${VEGETA_VERSION#v}"; then
+	if ! go version -m "$gobin/vegeta" 2>/dev/null | grep -q "mod[[:space:]]*github.com/tsenart/vegeta/v12[[:space:]]*$VEGETA_VERSION"; then
 		log "installing vegeta $VEGETA_VERSION"
 		(cd "$T" && GOFLAGS= go install "github.com/tsenart/vegeta/v12@$VEGETA_VERSION")
 	fi
@@ -108,7 +109,9 @@ make_pki() {
 	mkdir -p "$d/certs/trust/clients"
 	cp "$d/ca/ca.crt" "$d/certs/trust/clients/ca.pem"
 	"$cp" pki revoke --ca "$d/ca" --cert "$d/clients/mallory.crt" --crl-out "$d/certs/trust/clients/ca.crl" >/dev/null
+	cp "$d/certs/trust/clients/ca.crl" "$d/crl-1.pem" # mallory only: the control run
 	"$BIN/crlgen" --ca "$d/ca" --crl-out "$d/certs/trust/clients/ca.crl" --count 100000 >/dev/null
+	cp "$d/certs/trust/clients/ca.crl" "$d/crl-100001.pem"
 	local n
 	n=$(openssl crl -in "$d/certs/trust/clients/ca.crl" -noout -text | grep -c 'Serial Number:')
 	[[ $n -eq 100001 ]] || die "$kt CRL holds $n entries, want 100001"
@@ -156,6 +159,7 @@ start_certplane() {
 		    health_check: {path: /healthz, interval: 1s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2}
 	EOF
 	local args=(--certs "$d/certs" --config "$d/config" --admin-address "$ADMIN" --log-file "$d/certplane-access.log")
+	echo "certplane proxy" >"$RES/${LABEL}_certplane_binary.txt"
 	"$BIN/certplane" proxy "${args[@]}" --log-level warn 2>"$d/certplane.log" &
 	PID_OF[certplane]=$!
 	PIDS+=($!)
@@ -167,9 +171,9 @@ start_certplane() {
 		local why
 		why=$(grep -o 'file is [0-9]* bytes, over the limit of [0-9]* bytes' "$d/certplane.log" | head -1)
 		log "certplane proxy refuses the CRL ($why): using bench/cmd/benchproxy (same wiring, loader limit raised)"
-		grep -q ^certplane_binary= "$RES/machine.txt" || echo "certplane_binary=bench/cmd/benchproxy: \`certplane proxy\` refused the CRL ($why; config.DefaultMaxFileSize)" >>"$RES/machine.txt"
+		echo "bench/cmd/benchproxy -mode standalone (\`certplane proxy\` refused the CRL: $why, config.DefaultMaxFileSize)" >"$RES/${LABEL}_certplane_binary.txt"
 		stop_proxy certplane
-		"$BIN/benchproxy" -mode standalone "${args[@]}" 2>"$d/certplane.log" &
+		"$BIN/benchproxy" -mode standalone "${args[@]}" ${PPROF:+-pprof "$PPROF"} 2>"$d/certplane.log" &
 		PID_OF[certplane]=$!
 		PIDS+=($!)
 		deadline 30 curl -sf "http://$ADMIN/readyz" || die "benchproxy not ready; see $d/certplane.log"
@@ -304,8 +308,8 @@ check() {
 # ---------------------------------------------------------------- load
 # attack NAME KEYTYPE PHASE URL: one vegeta run with pstat on the target's tree.
 attack() {
-	local name=$1 kt=$2 phase=$3 url=$4 round=$5 pid=${6:-}
-	local d=$T/$kt out=$RES/${kt}_${phase}_${name}_r${round}
+	local name=$1 kt=$2 phase=$3 url=$4 round=$5 pid=${6:-} label=${7:-$2}
+	local d=$T/$kt out=$RES/${label}_${phase}_${name}_r${round}
 	local args=(-rate=0 -duration="$DURATION" -http2=false -timeout=10s -root-certs "$d/ca/ca.crt"
 		-cert "$d/clients/alice.crt" -key "$d/clients/alice.key")
 	if [[ $phase == hs ]]; then
@@ -327,33 +331,37 @@ attack() {
 	fi
 	"$VEGETA" report -type=json <"$out.bin" >"$out.vegeta.json"
 	rm -f "$out.bin"
-	log "$kt $phase $name round $round: $(grep -o '"throughput":[0-9.]*' "$out.vegeta.json") $(grep -o '"success":[0-9.]*' "$out.vegeta.json") $(cat "$out.pstat.json" 2>/dev/null | grep -o '"cpu_s":[0-9.]*' || true)"
+	log "$label $phase $name round $round: $(grep -o '"throughput":[0-9.]*' "$out.vegeta.json") $(grep -o '"success":[0-9.]*' "$out.vegeta.json") $(cat "$out.pstat.json" 2>/dev/null | grep -o '"cpu_s":[0-9.]*' || true)"
 }
 
+# run_keytype KEYTYPE [LABEL PHASES]: start the three proxies on KEYTYPE's
+# PKI, check them, and run ROUNDS rounds of PHASES (default "hs ka"). LABEL
+# names the results (default KEYTYPE).
 run_keytype() {
-	local kt=$1 r i p
-	log "=== $kt: starting certplane proxy, nginx, haproxy"
+	local kt=$1 label=${2:-$1} phases=${3:-hs ka} r i p phase
+	LABEL=$label
+	log "=== $label: starting certplane proxy, nginx, haproxy"
 	start_certplane "$kt"
 	start_nginx "$kt"
 	start_haproxy "$kt"
 	for p in certplane nginx haproxy; do check "$kt" "$p"; done
 	local order=(certplane nginx haproxy)
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for phase in hs ka; do
+		for phase in $phases; do
 			# Rotate the order every round (A B C, B C A, C A B) so that no
 			# proxy always runs first or last in a drifting machine.
 			for ((i = 0; i < 3; i++)); do
 				p=${order[$(((i + r - 1) % 3))]}
-				attack "$p" "$kt" "$phase" "https://127.0.0.1:$(port_of "$p")/" "$r" "${PID_OF[$p]}"
+				attack "$p" "$kt" "$phase" "https://127.0.0.1:$(port_of "$p")/" "$r" "${PID_OF[$p]}" "$label"
 			done
-			if [[ $kt == ecdsa-p256 ]]; then
-				attack backend "$kt" "$phase" "http://$B1/" "$r"
+			if [[ $label == ecdsa-p256 ]]; then
+				attack backend "$kt" "$phase" "http://$B1/" "$r" "" "$label"
 			fi
 		done
 	done
 	for p in certplane nginx haproxy; do
 		# Lifetime peak (startup included) of each tree, read before it stops.
-		"$BIN/pstat" -pid "${PID_OF[$p]}" </dev/null >"$RES/${kt}_life_${p}.pstat.json"
+		"$BIN/pstat" -pid "${PID_OF[$p]}" </dev/null >"$RES/${label}_life_${p}.pstat.json"
 		stop_proxy "$p"
 	done
 }
@@ -377,23 +385,34 @@ machine() {
 }
 
 # ---------------------------------------------------------------- main
-[[ ${SKIP_INSTALL:-} == 1 ]] || install_tools
-VEGETA=${VEGETA:-$(go env GOPATH)/bin/vegeta}
-build
-machine
-make_pki ecdsa-p256
-make_pki rsa-2048
-start_backends
-run_keytype ecdsa-p256
-run_keytype rsa-2048
+# One function, so bash has read all of it before it runs (an edit of this
+# file during a run cannot derail it).
+main() {
+	[[ ${SKIP_INSTALL:-} == 1 ]] || install_tools
+	VEGETA=${VEGETA:-$(go env GOPATH)/bin/vegeta}
+	build
+	machine
+	make_pki ecdsa-p256
+	make_pki rsa-2048
+	start_backends
+	run_keytype ecdsa-p256
+	run_keytype rsa-2048
+	# Control: the same handshakes with a CRL of one entry, to show what the
+	# 100,001-entry CRL costs each proxy.
+	cp "$T/ecdsa-p256/crl-1.pem" "$T/ecdsa-p256/certs/trust/clients/ca.crl"
+	run_keytype ecdsa-p256 ecdsa-p256-crl1 hs
 
-if [[ ${SKIP_CP:-} != 1 ]]; then
-	log "=== control plane: propagation, scale, fan-out, revocation lookup"
-	(cd "$ROOT" && go test -run '^$' -bench 'BenchmarkRevocationLookup' -benchtime=1000000x ./proxy/mtls) >"$RES/lookup.txt"
-	"$BIN/cpbench" -certplane "$BIN/certplane" -work "$T/cp" -out "$RES/cp.json" 2>"$T/cpbench.log" ||
-		die "cpbench failed; see $T/cpbench.log"
-fi
+	if [[ ${SKIP_CP:-} != 1 ]]; then
+		log "=== control plane: propagation, scale, fan-out, revocation lookup"
+		(cd "$ROOT" && go test -run '^$' -bench 'BenchmarkRevocationLookup' -benchtime=1000000x ./proxy/mtls) >"$RES/lookup.txt" 2>&1 ||
+			log "BenchmarkRevocationLookup did not run: $(tail -3 "$RES/lookup.txt")"
+		"$BIN/cpbench" -certplane "$BIN/certplane" -benchproxy "$BIN/benchproxy" -work "$T/cp" -out "$RES/cp.json" 2>"$T/cpbench.log" ||
+			die "cpbench failed; see $T/cpbench.log"
+	fi
 
-"$BIN/report" -dir "$RES" -out "$BENCH/RESULTS.md" -command "$CMDLINE" \
-	-duration "$DURATION" -rounds "$ROUNDS" -hs-workers "$HS_WORKERS" -ka-workers "$KA_WORKERS"
-log "wrote $BENCH/RESULTS.md"
+	"$BIN/report" -dir "$RES" -out "$BENCH/RESULTS.md" -command "$CMDLINE" \
+		-duration "$DURATION" -rounds "$ROUNDS" -hs-workers "$HS_WORKERS" -ka-workers "$KA_WORKERS"
+	log "wrote $BENCH/RESULTS.md"
+}
+
+main "$@"

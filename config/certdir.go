@@ -183,7 +183,7 @@ func (l Loader) loadTrustStores(dir string) (*loaded[*TrustStore], error) {
 				ld.warn(f.path, errors.New("ignored: a trust store reads *.pem, *.crt and *.crl files"))
 				continue
 			}
-			b, _, err := readFile(f.path, l.maxFileSize())
+			b, _, err := readFile(f.path, l.maxTrustFileSize())
 			if err != nil {
 				ld.fail(e.name, err)
 				failed = true

@@ -76,6 +76,7 @@ func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 			continue
 		}
 		cf.Names = append(cf.Names, rl.Name)
+		cf.nameLines = append(cf.nameLines, lineOf(n, 0))
 		lines := &itemLines{
 			item:   lineOf(n, 0),
 			certs:  pathLine(n, 0, "certificates"),

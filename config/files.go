@@ -17,6 +17,11 @@ import (
 // a mistake (a disk image, a log) and must not be read into memory.
 const DefaultMaxFileSize = 1 << 20
 
+// DefaultMaxTrustFileSize bounds the files of a trust store. They may carry
+// CRLs, and a CA that has revoked a million certificates publishes a CRL of
+// about 50 MB in PEM: still a CRL, not a mistake.
+const DefaultMaxTrustFileSize = 128 << 20
+
 // ignoredName reports whether a directory entry is invisible to the loader:
 // dotfiles and dot-directories (including Kubernetes' ..data and ..2026_x,
 // which are read through the symlinks that point into them) and editor

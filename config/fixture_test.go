@@ -153,7 +153,7 @@ func opensslCert(t *testing.T, issuerCert, issuerKey []byte, cn, digest, ext str
 	run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 		"-keyout", key, "-out", csr, "-subj", "/CN="+cn)
 	args := []string{"x509", "-req", "-in", csr, "-CA", caCrt, "-CAkey", caKey, "-set_serial", "4242",
-		"-days", "30", "-" + digest, "-out", crt}
+		"-days", "365", "-" + digest, "-out", crt}
 	if ext != "" {
 		args = append(args, "-extfile", w("ext.cnf", []byte(ext)))
 	}

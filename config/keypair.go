@@ -33,9 +33,12 @@ func lineErr(file string, line int, err error) error {
 // Loader reads and validates the certificate and config directories. The
 // zero value is ready to use; the fields exist for tests and tools.
 type Loader struct {
-	Now           func() time.Time // default time.Now
-	MaxFileSize   int64            // per file; default DefaultMaxFileSize
-	ExpiryWarning time.Duration    // warn when a certificate expires sooner; default 30 days
+	Now         func() time.Time // default time.Now
+	MaxFileSize int64            // per file; default DefaultMaxFileSize
+	// MaxTrustFileSize bounds trust-store files (CA bundles and CRLs);
+	// default DefaultMaxTrustFileSize.
+	MaxTrustFileSize int64
+	ExpiryWarning    time.Duration // warn when a certificate expires sooner; default 30 days
 }
 
 func (l Loader) now() time.Time {
@@ -50,6 +53,13 @@ func (l Loader) maxFileSize() int64 {
 		return l.MaxFileSize
 	}
 	return DefaultMaxFileSize
+}
+
+func (l Loader) maxTrustFileSize() int64 {
+	if l.MaxTrustFileSize > 0 {
+		return l.MaxTrustFileSize
+	}
+	return DefaultMaxTrustFileSize
 }
 
 func (l Loader) expiryWarning() time.Duration {

@@ -161,8 +161,8 @@ func (r *resolver) resolve(files []*ConfigFile) {
 	// Count definitions, valid or not, per name and file.
 	defs := map[string][]string{}
 	for _, cf := range files {
-		for _, n := range cf.Names {
-			defs[n] = append(defs[n], fmt.Sprintf("%s:%d", cf.File, cf.lines[n].item))
+		for i, n := range cf.Names {
+			defs[n] = append(defs[n], fmt.Sprintf("%s:%d", cf.File, cf.nameLines[i]))
 		}
 	}
 	sort.Strings(lnames)
@@ -194,8 +194,16 @@ func (r *resolver) resolve(files []*ConfigFile) {
 		r.m.Backends[name] = d.b
 	}
 
-	// Listeners.
-	var valid []listenerDef
+	// Listeners. Port clashes are found among every listener that converted,
+	// whatever else is wrong with it, so fixing one defect never uncovers a
+	// clash that takes down a listener that was being served.
+	var converted []listenerDef
+	for _, name := range lnames {
+		if len(defs[name]) == 1 && len(listeners[name]) == 1 {
+			converted = append(converted, listeners[name][0])
+		}
+	}
+	clashes := r.portClashes(converted)
 	for _, name := range lnames {
 		var ps []Problem
 		ps = append(ps, pending[name]...)
@@ -206,19 +214,14 @@ func (r *resolver) resolve(files []*ConfigFile) {
 		ds := listeners[name]
 		if len(ps) == 0 && len(ds) == 1 {
 			ps = append(ps, r.listenerRefs(ds[0], backendProblems)...)
+			ps = append(ps, clashes[name]...)
 		}
 		if len(ps) > 0 {
 			r.addProblems(name, ps)
 			continue
 		}
-		valid = append(valid, ds[0])
-	}
-	blocked := r.portClashes(valid)
-	for _, d := range valid {
-		if !blocked[d.l.Name] {
-			r.m.Listeners = append(r.m.Listeners, d.l)
-			r.fullChainWarnings(d)
-		}
+		r.m.Listeners = append(r.m.Listeners, ds[0].l)
+		r.fullChainWarnings(ds[0])
 	}
 	// Defects of things no listener uses are still reported, once.
 	for _, name := range bnames {
@@ -365,21 +368,20 @@ func (r *resolver) sniRules(d listenerDef) []Problem {
 }
 
 // portClashes finds listeners that would bind the same port on overlapping
-// addresses (0.0.0.0:8443 covers 127.0.0.1:8443). Both are blocked.
-func (r *resolver) portClashes(ds []listenerDef) map[string]bool {
-	blocked := map[string]bool{}
+// addresses (0.0.0.0:8443 covers 127.0.0.1:8443): each gets a problem.
+func (r *resolver) portClashes(ds []listenerDef) map[string][]Problem {
+	out := map[string][]Problem{}
 	for i, a := range ds {
 		for j, b := range ds {
 			if i == j || a.l.Port != b.l.Port || !overlap(a.l.Host, b.l.Host) {
 				continue
 			}
-			blocked[a.l.Name] = true
-			r.addProblems(a.l.Name, []Problem{problemOf("", lineErr(a.cf.File, a.cf.lines[a.l.Name].item, fmt.Errorf(
+			out[a.l.Name] = append(out[a.l.Name], problemOf("", lineErr(a.cf.File, a.cf.lines[a.l.Name].item, fmt.Errorf(
 				"listener %q: address %s clashes with listener %q (%s, %s:%d): two listeners cannot share a port on overlapping addresses",
-				a.l.Name, a.l.Address, b.l.Name, b.l.Address, b.cf.File, b.cf.lines[b.l.Name].item)))})
+				a.l.Name, a.l.Address, b.l.Name, b.l.Address, b.cf.File, b.cf.lines[b.l.Name].item))))
 		}
 	}
-	return blocked
+	return out
 }
 
 // overlap reports whether two listen IPs of one port collide. Envoy binds

@@ -639,6 +639,28 @@ func badInputCases() []loadCase {
 			present: []string{},
 		},
 		{
+			name: "port clash is reported even beside another problem",
+			mutate: func(t *testing.T, f *fixture) {
+				f.tr.WriteConfig("other.yaml", strings.Replace(otherYAML, "127.0.0.1:9443", "127.0.0.1:8443", 1))
+				f.write(webCrt, nil)
+			},
+			want: func(f *fixture) []string {
+				return []string{
+					`other| $ROOT/config/other.yaml:2: listener "other": address 127.0.0.1:8443 clashes with listener "web" (0.0.0.0:8443, $ROOT/config/web.yaml:2): two listeners cannot share a port on overlapping addresses`,
+					`web| $ROOT/certs/server/web/tls.crt: empty file`,
+					`web| $ROOT/config/web.yaml:2: listener "web": address 0.0.0.0:8443 clashes with listener "other" (127.0.0.1:8443, $ROOT/config/other.yaml:2): two listeners cannot share a port on overlapping addresses`,
+				}
+			},
+			present: []string{},
+		},
+		{
+			name: "duplicate listener name in one file",
+			mutate: func(t *testing.T, f *fixture) {
+				f.editWeb("backends:", "  - name: web\n    address: 0.0.0.0:8444\n    certificates: [web]\n    routes: [{path_prefix: /, backend: app}]\nbackends:")
+			},
+			want: webBlocked(`$ROOT/config/web.yaml:10: listener "web" is defined more than once: $ROOT/config/web.yaml:2, $ROOT/config/web.yaml:10`),
+		},
+		{
 			name: "same port on IPv6 wildcard does not clash with IPv4",
 			mutate: func(t *testing.T, f *fixture) {
 				f.tr.WriteConfig("other.yaml", strings.Replace(otherYAML, "127.0.0.1:9443", "\"[::]:8443\"", 1))
@@ -775,7 +797,7 @@ func crlWithExtension(t *testing.T, ca *pkitest.CA, critical bool) []byte {
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number:          big.NewInt(77),
 		ThisUpdate:      now,
-		NextUpdate:      now.Add(24 * time.Hour),
+		NextUpdate:      now.Add(7 * 24 * time.Hour),
 		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: critical, Value: []byte{0x05, 0x00}}},
 	}, ca.Cert, ca.Key)
 	if err != nil {

@@ -145,6 +145,7 @@ type ConfigFile struct {
 	// defects (Listener "", the text names the backend).
 	Problems []Problem
 
+	nameLines   []int                // line of each of Names
 	backendErrs map[string][]Problem // by backend name
 	lines       map[string]*itemLines
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certplane/certplane/proxy/mtls"
@@ -29,6 +30,22 @@ type trackedConn struct {
 	revoked mtls.Reason
 
 	closeOnce sync.Once
+
+	// rx and tx count the bytes read and written on the socket, for the
+	// connection log's bytes_received and bytes_sent.
+	rx, tx atomic.Int64
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.rx.Add(int64(n))
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.tx.Add(int64(n))
+	return n, err
 }
 
 func (c *trackedConn) Close() error {
@@ -133,7 +150,7 @@ func (p *Proxy) recheck(st *state) {
 			p.connLog.Info("connection closed: client certificate no longer valid",
 				"event", "recheck", "listener", lr.name, "client", c.RemoteAddr().String(),
 				"peer_subject", peer[0].Subject.String(), "peer_serial", serialHex(peer[0]),
-				"result", "fail", "reason", string(f.Reason), "error", f.Error())
+				"result", "fail", keyTransportFailure, string(f.Reason), "error", f.Error())
 			_ = c.Close()
 		}
 	}

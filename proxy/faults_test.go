@@ -149,7 +149,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		t.Errorf("revoked connection closed after %v; want within a second of the update", d)
 	}
 	waitFor(t, "recheck logged", func() bool {
-		return len(e.px.log.find(map[string]string{"event": "recheck", "reason": "revoked", "peer_subject": "CN=mallory"})) == 1
+		return len(e.px.log.find(map[string]string{"event": "recheck", keyTransportFailure: "revoked", "peer_subject": "CN=mallory"})) == 1
 	})
 	t.Logf("revoked after %v", time.Since(t0))
 	waitFor(t, "load after the revocation", func() bool { return ok.Load() > before+20 })

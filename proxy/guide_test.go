@@ -149,7 +149,7 @@ func TestCloudGuide(t *testing.T) {
 			t.Errorf("curl as %q succeeded (%q); want a refused handshake", c.who, out)
 			continue
 		}
-		want := map[string]string{"msg": "handshake", "result": "fail", "reason": c.reason}
+		want := map[string]string{"msg": "handshake", "result": "fail", keyTransportFailure: c.reason}
 		if c.subject != "" {
 			want["peer_subject"] = c.subject
 		}

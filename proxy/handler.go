@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -51,7 +53,12 @@ func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sw := &statusWriter{ResponseWriter: w, idle: 0}
 	ex := &exchange{chain: chain}
-	defer func() { p.logRequest(lr.name, r, ex, sw, time.Since(start)) }()
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{ReadCloser: r.Body}
+		r.Body = body
+	}
+	defer func() { p.logRequest(lr.name, r, ex, sw, body, start) }()
 	if chain == nil {
 		sw.fail(http.StatusServiceUnavailable, "no filter chain")
 		return
@@ -196,8 +203,10 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// logRequest writes the request-log line and counts the request.
-func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *statusWriter, d time.Duration) {
+// logRequest writes the request-log line and counts the request. Its keys
+// are those of Envoy's HTTP access log; see the table in connlog.go.
+func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *statusWriter, body *countingBody, start time.Time) {
+	d := time.Since(start)
 	cluster, upstream := "", ""
 	if ex.cluster != nil {
 		cluster = ex.cluster.name
@@ -205,20 +214,26 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 	if ex.host != nil {
 		upstream = ex.host.addr
 	}
+	var received int64
+	if body != nil {
+		received = body.n.Load()
+	}
 	code := sw.code()
 	p.metrics.requests.WithLabelValues(listener, cluster, upstream, strconv.Itoa(code)).Inc()
 	attrs := []slog.Attr{
 		slog.String("event", "request"),
+		slog.String(keyStartTime, envoyTime(start)),
 		slog.String("listener", listener),
 		slog.String("client", r.RemoteAddr),
 		slog.String("method", r.Method),
 		slog.String("authority", r.Host),
-		slog.String("path", r.URL.Path),
-		slog.String("protocol", r.Proto),
+		slog.String("path", r.RequestURI),
+		slog.String("protocol", protocolName(r)),
 		slog.Int("status", code),
 		slog.String("upstream_cluster", cluster),
 		slog.String("upstream_host", upstream),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.Int64("bytes_received", received),
 		slog.Int64("bytes_sent", sw.bytes),
 	}
 	if sw.detail != "" {
@@ -232,4 +247,25 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 		attrs = append(attrs, slog.String("peer_subject", c.Subject.String()), slog.String("peer_serial", serialHex(c)))
 	}
 	p.connLog.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+}
+
+// protocolName prints the protocol as Envoy's %PROTOCOL% does.
+func protocolName(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "HTTP/2"
+	}
+	return r.Proto
+}
+
+// countingBody counts the request body bytes read, for bytes_received. The
+// upstream transport may still be reading when the request is logged.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/proxy/mtls"
 	"github.com/certplane/certplane/xds/client"
 )
 
@@ -434,12 +435,20 @@ type runningProxy struct {
 
 func startProxy(t testing.TB, target string) *runningProxy {
 	t.Helper()
+	return startProxyClock(t, target, nil)
+}
+
+// startProxyClock starts a proxy whose verifiers use now as their clock
+// (nil: the real time).
+func startProxyClock(t testing.TB, target string, now func() time.Time) *runningProxy {
+	t.Helper()
 	buf := &syncBuffer{}
 	p := New(Options{
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ConnLog:          slog.New(slog.NewJSONHandler(buf, nil)),
 		DrainTimeout:     2 * time.Second,
 		FailureLogWindow: -1,
+		MTLS:             mtls.Options{Now: now},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	rp := &runningProxy{Proxy: p, log: buf, cancel: cancel, done: make(chan error, 1)}

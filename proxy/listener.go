@@ -176,7 +176,8 @@ func (lr *listenerRuntime) admit(tc *trackedConn, cs tls.ConnectionState) bool {
 	if f := now.verifier.Recheck(cs.PeerCertificates); f != nil {
 		lr.p.connLog.Info("connection closed: client certificate no longer valid",
 			"event", "recheck", "listener", lr.name, "client", tc.RemoteAddr().String(),
-			"result", "fail", "reason", string(f.Reason), "error", f.Error())
+			"peer_subject", cs.PeerCertificates[0].Subject.String(), "peer_serial", serialHex(cs.PeerCertificates[0]),
+			"result", "fail", keyTransportFailure, string(f.Reason), "error", f.Error())
 		return false
 	}
 	tc.mu.Lock()

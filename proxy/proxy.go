@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/proxy/mtls"
 	"github.com/certplane/certplane/xds/client"
 )
@@ -45,6 +46,13 @@ type Options struct {
 	FailureLogWindow time.Duration
 	// MTLS is passed to every mtls.NewVerifier.
 	MTLS mtls.Options
+	// ExpiryWarning is how close to expiry a received certificate or CRL
+	// nextUpdate is flagged (status, certplane_proxy_expiring_soon) and
+	// logged; zero means admin.DefaultExpiryWarning (30 days).
+	ExpiryWarning time.Duration
+	// QuietExpiry turns the expiry log lines off, when a control plane in
+	// the same process already logs them with their files.
+	QuietExpiry bool
 }
 
 // Proxy is the fallback data plane.
@@ -73,6 +81,9 @@ type Proxy struct {
 	bindErrs  map[string]string
 
 	bg sync.WaitGroup // drains in flight
+
+	handshakes handshakeRing      // the last hour of handshake results
+	expiry     *admin.ExpiryWatch // logs threshold crossings
 }
 
 // New makes a proxy that serves nothing until its first update.
@@ -102,6 +113,12 @@ func New(opts Options) *Proxy {
 	live := map[string]*listenerRuntime{}
 	p.live.Store(&live)
 	p.metrics = newMetrics(p.reg, p)
+	expiryLog := p.log.With("check", "expiry")
+	if opts.QuietExpiry {
+		expiryLog = slog.New(slog.DiscardHandler)
+	}
+	p.expiry = admin.NewExpiryWatch(opts.ExpiryWarning, expiryLog)
+	p.reg.MustRegister(expiringCollector{p})
 	p.rp = p.newReverseProxy()
 	return p
 }
@@ -128,6 +145,7 @@ func (p *Proxy) Run(ctx context.Context, cfg client.Config) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- client.Run(cctx, p.ClientConfig(cfg)) }()
+	go p.watchExpiry(cctx)
 	sweep := time.NewTicker(max(p.opts.FailureLogWindow, time.Second))
 	defer sweep.Stop()
 	var runErr error
@@ -145,7 +163,7 @@ loop:
 		case now := <-sweep.C:
 			p.limiter.sweep(now, func(k limitKey, n int) {
 				p.connLog.Info("handshake failures suppressed", "event", "handshake", "listener", k.listener,
-					"client_ip", k.ip, "result", "fail", "reason", k.reason, "suppressed", n)
+					"client_ip", k.ip, "result", "fail", keyTransportFailure, k.reason, "suppressed", n)
 			})
 		}
 	}
@@ -194,6 +212,7 @@ func (p *Proxy) Update(res client.Resources) {
 		p.log.Info("listener warming", "listener", k, "waiting_for", next.warming[k])
 	}
 	p.status.Store(p.buildStatus(next, b.problems))
+	p.checkExpiry(time.Now())
 }
 
 // reconcileClusters starts, restarts and stops health checkers, and drops

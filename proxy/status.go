@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certplane/certplane/admin"
 )
 
 // Status is the proxy's view for /status.
@@ -19,6 +21,15 @@ type Status struct {
 	// Problems lists resources whose new version could not be applied
 	// (their previous version keeps serving), by "type/name".
 	Problems map[string]string `json:"problems,omitempty"`
+	// TrustStores are the validation-context secrets received.
+	TrustStores []admin.TrustStore `json:"trust_stores"`
+	// ExpiryWarningSeconds is the threshold under which Expiring lists an item.
+	ExpiryWarningSeconds int64 `json:"expiry_warning_seconds"`
+	// Expiring lists received certificates and CRLs within the threshold or
+	// expired, soonest first.
+	Expiring []admin.Expiry `json:"expiring"`
+	// Handshakes is the last hour of handshake results, per minute.
+	Handshakes *HandshakeHistory `json:"handshakes"`
 }
 
 // ListenerStatus is one listener.
@@ -29,6 +40,10 @@ type ListenerStatus struct {
 	Warming     string `json:"warming,omitempty"`
 	Error       string `json:"error,omitempty"`
 	Connections int    `json:"connections"`
+	// ClientCertificate is required, optional or not_requested.
+	ClientCertificate string `json:"client_certificate,omitempty"`
+	// Certificates are the certificates the listener presents.
+	Certificates []admin.Certificate `json:"certificates,omitempty"`
 }
 
 // ClusterStatus is one cluster and its hosts.
@@ -97,6 +112,7 @@ func (p *Proxy) Status() Status {
 	}
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
 	s.Clusters = cs
+	p.addView(&s, st, now)
 	return s
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"go.yaml.in/yaml/v3"
@@ -31,9 +32,10 @@ func loadBootstrap(t *testing.T) *bootstrapv3.Bootstrap {
 		t.Fatalf("envoy-bootstrap.yaml: to JSON: %v", err)
 	}
 	// The typed_config Any fields resolve through the global registry; these
-	// imports register the two extension types the bootstrap uses.
+	// imports register the extension types the bootstrap uses.
 	_ = &tlsv3.UpstreamTlsContext{}
 	_ = &httpv3.HttpProtocolOptions{}
+	_ = &streamv3.StderrAccessLog{}
 	b := &bootstrapv3.Bootstrap{}
 	if err := protojson.Unmarshal(js, b); err != nil {
 		t.Fatalf("envoy-bootstrap.yaml: not a valid v3 Bootstrap: %v", err)

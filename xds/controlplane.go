@@ -62,7 +62,7 @@ type ControlPlane struct {
 	metrics *metrics
 	xds     server.Server
 	watch   *watcher.Watcher
-	expiry  *ExpiryWatch
+	expiry  *admin.ExpiryWatch
 
 	// ctx bounds the xDS server's streams: Run's context once Run starts.
 	ctx    context.Context
@@ -106,7 +106,7 @@ func NewControlPlane(o Options) (*ControlPlane, error) {
 		w.Close()
 		return nil, fmt.Errorf("control plane metrics: %w", err)
 	}
-	expiry := NewExpiryWatch(o.ExpiryWarning, log.With("check", "expiry"))
+	expiry := admin.NewExpiryWatch(o.ExpiryWarning, log.With("check", "expiry"))
 	if err := o.Registry.Register(expiringCollector{p: pub, threshold: expiry.Threshold()}); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("control plane metrics: %w", err)
@@ -137,7 +137,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 
 	cp.Reload(ctx)
 	close(cp.loaded)
-	expiryTick := time.NewTicker(expiryCheckEvery)
+	expiryTick := time.NewTicker(admin.ExpiryCheckEvery)
 	defer expiryTick.Stop()
 	for {
 		select {

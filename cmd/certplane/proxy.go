@@ -36,6 +36,7 @@ type proxyFlags struct {
 	nodeID, nodeCluster             string
 	adminAddr, logFile, logLevel    string
 	drain                           time.Duration
+	expiryWarning                   durationFlag
 }
 
 const proxyUsage = `Terminates HTTPS with mutual TLS and forwards to backends round robin,
@@ -65,6 +66,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.logFile, "log-file", "", "write the connection log to this file instead of stdout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "operational log level: debug, info, warn, error")
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
+	f.expiryWarning = durationFlag{d: admin.DefaultExpiryWarning}
+	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -94,6 +97,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ConnLog:      slog.New(slog.NewJSONHandler(connOut, nil)),
 		Registry:     reg,
 		DrainTimeout: f.drain,
+		// Standalone, the embedded control plane logs expiry with the files.
+		ExpiryWarning: f.expiryWarning.d,
+		QuietExpiry:   f.xdsAddr == "",
 	})
 	cfg := client.Config{NodeID: f.nodeID, NodeCluster: f.nodeCluster, Insecure: f.xdsInsecure}
 	if cfg.NodeID == "" {
@@ -162,7 +168,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // socket (mode 0600 in a fresh 0700 directory), so that standalone mode
 // consumes exactly the resources a remote `certplane serve` would send.
 func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, errc chan<- error) (*xds.ControlPlane, string, func(), error) {
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log})
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d})
 	if err != nil {
 		return nil, "", nil, err
 	}

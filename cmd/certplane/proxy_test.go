@@ -110,7 +110,7 @@ func TestProxyStandaloneAndRemoteAgree(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("standalone proxy: %v\n%s", err, errOut.String())
 	}
-	if !strings.Contains(out.String(), `"reason":"revoked"`) {
+	if !strings.Contains(out.String(), `"transport_failure":"revoked"`) {
 		t.Errorf("connection log has no revoked handshake:\n%s", out.String())
 	}
 

@@ -49,6 +49,8 @@ present a certificate issued by that CA), or --insecure-xds.`)
 	resync := durationFlag{d: watcher.DefaultResync}
 	fs.Var(&resync, "resync", "reload periodically even without file events (inotify can miss some)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	expiryWarning := durationFlag{d: admin.DefaultExpiryWarning}
+	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -65,7 +67,7 @@ present a certificate issued by that CA), or --insecure-xds.`)
 	cp, err := xds.NewControlPlane(xds.Options{
 		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
-		Registry: reg, Logger: log,
+		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
 	})
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 
 // maxResponseBytes bounds one DiscoveryResponse. gRPC's default of 4 MiB is
 // too small for an SDS response carrying large CRLs; Envoy sets no such limit.
-const maxResponseBytes = 64 << 20
+const maxResponseBytes = 256 << 20
 
 // keepaliveTime is above grpc-go's default server enforcement minimum (5
 // minutes), so a stock server never answers our pings with GOAWAY

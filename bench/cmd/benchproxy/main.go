@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,7 +37,16 @@ func main() {
 	xdsAddr := flag.String("xds-address", xds.DefaultAddress, "serve: xDS listen address")
 	logFile := flag.String("log-file", "", "standalone: connection log file (default stdout)")
 	maxFile := flag.Int64("max-file-size", 256<<20, "per-file size limit of the loader, bytes")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (profiling a benchmark run)")
 	flag.Parse()
+	if *pprofAddr != "" {
+		lis, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchproxy: -pprof:", err)
+			os.Exit(1)
+		}
+		go func() { _ = http.Serve(lis, nil) }() // net/http/pprof registers on the default mux
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -22,7 +22,7 @@ type fixture struct {
 }
 
 type fixtureOptions struct {
-	listeners int      // listener count; their addresses come from addr
+	listeners int // listener count; their addresses come from addr
 	addr      func(i int) string
 	extraCAs  int      // CAs added to the trust store beside the issuing CA
 	serials   int      // random serials in the issuing CA's CRL

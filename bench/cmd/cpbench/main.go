@@ -44,7 +44,8 @@ func main() {
 	benchproxy := flag.String("benchproxy", "benchproxy", "bench/cmd/benchproxy binary, used when certplane serve refuses the large CRL")
 	work := flag.String("work", "", "scratch directory (required)")
 	out := flag.String("out", "", "write the JSON here (default stdout)")
-	part := flag.String("part", "all", "all, propagation, scale, crl, fanout (scale-child is internal)")
+	part := flag.String("part", "all", "all, propagation, scale, crl, fanout, crlprof (scale-child is internal)")
+	memprofile := flag.String("memprofile", "heap.pprof", "crlprof: heap profile to write")
 	changes := flag.Int("changes", 200, "propagation: certificate rotations")
 	clients := flag.Int("clients", 1000, "fan-out: ADS clients")
 	listeners := flag.Int("listeners", 1000, "scale: listeners")
@@ -67,7 +68,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := run(ctx, *bin, *benchproxy, *work, *part, *changes, *clients, *listeners, *cas, *serials)
+	r, err := run(ctx, *bin, *benchproxy, *memprofile, *work, *part, *changes, *clients, *listeners, *cas, *serials)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, bin, benchproxy, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
+func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ func run(ctx context.Context, bin, benchproxy, work, part string, changes, clien
 			return nil, fmt.Errorf("fan-out: %w", err)
 		}
 	}
-	if !want("scale") && !want("crl") {
+	if !want("scale") && !want("crl") && part != "crlprof" {
 		return &r, nil
 	}
 	ca, err := pki.NewRootCA(pki.Options{CommonName: "cpbench scale root"})
@@ -116,6 +117,10 @@ func run(ctx context.Context, bin, benchproxy, work, part string, changes, clien
 		return nil, err
 	}
 	log.Printf("signed a CRL of %d serials (%.1f MB PEM) in %v", serials, float64(len(big))/(1<<20), time.Since(t0).Round(time.Millisecond))
+	if part == "crlprof" {
+		log.Printf("heap profile of control plane + proxy with %d serials -> %s", serials, memprofile)
+		return &r, crlProfile(ctx, work, ca, big, memprofile)
+	}
 	if want("crl") {
 		small, err := f.crl(1_000)
 		if err != nil {

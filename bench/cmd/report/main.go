@@ -77,9 +77,16 @@ func main() {
 	method(&b, *hsWorkers, *kaWorkers)
 	life := lifetimes(*dir)
 	for _, kt := range []string{"ecdsa-p256", "rsa-2048"} {
-		w("## %s\n\n", kt)
+		w("## %s, CRL of 100,001 serials\n\n", kt)
+		binary(&b, *dir, kt)
 		table(&b, cells, life, kt, "hs", "New TLS 1.3 mTLS handshakes (one request per connection, no resumption)", "handshakes/s")
 		table(&b, cells, life, kt, "ka", "Keep-alive requests", "requests/s")
+	}
+	if cells[key{"ecdsa-p256-crl1", "hs", "certplane"}] != nil {
+		w("## Control: ecdsa-p256 handshakes with a CRL of 1 serial\n\n")
+		w("The same handshake runs with a one-entry CRL show what the 100,001-entry CRL costs each proxy per handshake.\n\n")
+		binary(&b, *dir, "ecdsa-p256-crl1")
+		table(&b, cells, life, "ecdsa-p256-crl1", "hs", "New TLS 1.3 mTLS handshakes, CRL of 1 serial", "handshakes/s")
 	}
 	cp := controlPlane(&b, *dir)
 	targets(&b, cells, cp)
@@ -88,7 +95,7 @@ func main() {
 	}
 }
 
-var runName = regexp.MustCompile(`^(ecdsa-p256|rsa-2048)_(hs|ka)_(\w+)_r(\d+)\.vegeta\.json$`)
+var runName = regexp.MustCompile(`^(ecdsa-p256-crl1|ecdsa-p256|rsa-2048)_(hs|ka)_(\w+)_r(\d+)\.vegeta\.json$`)
 
 func load(dir string) (map[key]*cell, error) {
 	type sample struct {
@@ -222,7 +229,7 @@ func method(b *strings.Builder, hs, ka int) {
 // lifetimes reads {kt}_life_{proxy}.pstat.json.
 func lifetimes(dir string) map[[2]string]*pstat {
 	out := map[[2]string]*pstat{}
-	for _, kt := range []string{"ecdsa-p256", "rsa-2048"} {
+	for _, kt := range []string{"ecdsa-p256", "rsa-2048", "ecdsa-p256-crl1"} {
 		for _, p := range proxies {
 			var ps pstat
 			if readJSON(filepath.Join(dir, kt+"_life_"+p+".pstat.json"), &ps) == nil {
@@ -231,6 +238,13 @@ func lifetimes(dir string) map[[2]string]*pstat {
 		}
 	}
 	return out
+}
+
+// binary says which certplane binary served a run.
+func binary(b *strings.Builder, dir, label string) {
+	if raw, err := os.ReadFile(filepath.Join(dir, label+"_certplane_binary.txt")); err == nil {
+		fmt.Fprintf(b, "certplane binary: %s.\n\n", strings.TrimSpace(string(raw)))
+	}
 }
 
 func ratio(a, b float64) string {
@@ -310,9 +324,10 @@ type cpResults struct {
 		RSSMB         float64 `json:"rss_mb"`
 		HeapMB        float64 `json:"heap_inuse_after_gc_mb"`
 	} `json:"scale"`
-	CRLSmall *crlCost `json:"crl_small"`
-	CRLLarge *crlCost `json:"crl_large"`
-	Fanout   *struct {
+	CRLSmall  *crlCost `json:"crl_small"`
+	CRLLarge  *crlCost `json:"crl_large"`
+	LoaderMax int64    `json:"loader_max_file_size"`
+	Fanout    *struct {
 		Clients     int     `json:"clients"`
 		FirstMS     float64 `json:"first_received_ms"`
 		LastMS      float64 `json:"last_received_ms"`
@@ -333,6 +348,8 @@ type crlCost struct {
 	Handshakes   int     `json:"handshakes"`
 	HandshakeP50 float64 `json:"handshake_p50_ms"`
 	CPUPerHSUS   float64 `json:"proxy_cpu_per_handshake_us"`
+	ServeBinary  string  `json:"serve_binary"`
+	ServeRefused string  `json:"serve_refused"`
 }
 
 var lookupLine = regexp.MustCompile(`BenchmarkRevocationLookup/entries=(\d+)\S*\s+\d+\s+([\d.]+) ns/op`)
@@ -364,7 +381,8 @@ func controlPlane(b *strings.Builder, dir string) *cpResults {
 		w("with %d listeners, a trust store of %d CAs and a CRL of %d serials (all listeners verify against that store):\n\n", s.Listeners, s.CAs, s.Serials)
 		w("| | ms | of which config.Load ms |\n|---|---:|---:|\n")
 		w("| first build | %.0f | %.0f |\n| rebuild after a certificate rotation (median of %d) | %.0f | %.0f |\n\n", s.ColdMS, s.ColdLoadMS, s.Rebuilds, s.RebuildMS, s.RebuildLoadMS)
-		w("Peak RSS (VmHWM) %.0f MB; RSS after the rebuilds %.0f MB; Go heap in use after GC %.0f MB; %d listeners served.\n\n", s.HWMMB, s.RSSMB, s.HeapMB, s.Serving)
+		w("Peak RSS (VmHWM) %.0f MB; RSS after the rebuilds %.0f MB; Go heap in use after GC %.0f MB; %d listeners served.\n", s.HWMMB, s.RSSMB, s.HeapMB, s.Serving)
+		w("The loader runs with `config.Loader{MaxFileSize: %d}`: `config.Load`'s 1 MiB cap refuses the %d-serial CRL file.\n\n", cp.LoaderMax, s.Serials)
 	}
 	if cp.CRLSmall != nil && cp.CRLLarge != nil {
 		sm, lg := cp.CRLSmall, cp.CRLLarge
@@ -375,6 +393,11 @@ func controlPlane(b *strings.Builder, dir string) *cpResults {
 			w("| %d | %.0f | %.0f | %.0f | %.0f | %.2f | %.0f |\n", c.Serials, c.ProxyRSSMB, c.ProxyHWMMB, c.ServeRSSMB, c.ServeHWMMB, c.HandshakeP50, c.CPUPerHSUS)
 		}
 		w("\n")
+		for _, c := range []*crlCost{sm, lg} {
+			if c.ServeRefused != "" {
+				w("With %d serials, `certplane serve` refused the CRL (%s: config.DefaultMaxFileSize); that row's control plane is `%s`, the same code with the loader's cap raised. The proxy is `certplane proxy --xds` in both rows.\n\n", c.Serials, c.ServeRefused, c.ServeBinary)
+			}
+		}
 	}
 	if len(cp.lookup) > 0 {
 		w("**Revocation lookup** (`go test -bench BenchmarkRevocationLookup ./proxy/mtls`, per handshake):")
@@ -403,7 +426,7 @@ func targets(b *strings.Builder, cells map[key]*cell, cp *cpResults) {
 		}
 		fmt.Fprintf(b, "| %s | %s | %s |\n", t, m, v)
 	}
-	for _, kt := range []string{"ecdsa-p256", "rsa-2048"} {
+	for _, kt := range []string{"ecdsa-p256", "rsa-2048", "ecdsa-p256-crl1"} {
 		g := func(ph, p string) *cell { return cells[key{kt, ph, p}] }
 		c, n, h := g("hs", "certplane"), g("hs", "nginx"), g("hs", "haproxy")
 		if c != nil && n != nil && h != nil {
