@@ -104,8 +104,11 @@ function view(doc) {
   if (cp) {
     for (const l of cp.listeners || []) {
       const p = live[l.name];
+      // In the proxy's process, a listener the control plane serves may
+      // still fail to bind or wait for resources: say so.
+      const state = p && !p.serving && l.state === "serving" ? (p.warming ? "warming" : "not serving") : l.state;
       v.listeners.push({
-        name: l.name, address: p && p.address ? p.address : l.address, state: l.state, mode: l.client_auth,
+        name: l.name, address: p && p.address ? p.address : l.address, state, mode: l.client_auth,
         trust: l.trust_store, backends: l.backends || [], certs: l.certificates || [], source: l.source_file,
         conns: p ? p.connections : null, serving: p ? p.serving : null,
       });
@@ -274,10 +277,11 @@ function renderHandshakes(v) {
   const max = Math.max(1, ...totals);
   const bw = (W - pad) / Math.max(1, mins.length);
   const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H + 18}`, class: "chart", role: "img", "aria-label": "handshakes per minute over the last hour, by result" });
-  for (const f of [0, 0.5, 1]) {
-    const y = H - f * (H - 10);
+  const ticks = max >= 4 ? [0, Math.round(max / 2), max] : [0, max];
+  for (const t of ticks) {
+    const y = H - (t / max) * (H - 10);
     svg.append(h("svg:line", { x1: pad, x2: W, y1: y, y2: y, class: "grid" }));
-    svg.append(h("svg:text", { x: pad - 4, y: y + 3, class: "axis", "text-anchor": "end" }, String(Math.round(f * max))));
+    svg.append(h("svg:text", { x: pad - 4, y: y + 3, class: "axis", "text-anchor": "end" }, String(t)));
   }
   mins.forEach((m, i) => {
     let y = H;
