@@ -76,6 +76,7 @@ type env struct {
 	rootA, interA, rootB *pkitest.CA
 	serverA, serverB     *pkitest.Leaf
 	aliceA, aliceB       *pkitest.Leaf
+	revokedA             *pkitest.Leaf // listed in A's issuing CA's CRL
 	portA, portB         int
 
 	cp       *xds.ControlPlane
@@ -141,6 +142,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e.serverB = e.rootB.Server("localhost", pkitest.IPs("127.0.0.1"))
 	e.aliceA = e.interA.Client("alice-a")
 	e.aliceB = e.rootB.Client("alice-b")
+	e.revokedA = e.interA.Client("revoked-a")
+	e.interA.Revoke(e.revokedA)
 	e.portA, e.portB = freePort(t), freePort(t)
 
 	backend := func(name string) string {

@@ -83,6 +83,7 @@ func (p *Proxy) logHandshake(listener string, tc *trackedConn, cs *tls.Connectio
 		result, reason = "fail", string(reasonOf(tc, err))
 	}
 	p.metrics.handshakes.WithLabelValues(listener, result, reason).Inc()
+	p.handshakes.record(reason, time.Now())
 	client := tc.RemoteAddr().String()
 	var suppressed int
 	if err != nil {

@@ -29,6 +29,9 @@ type exchange struct {
 	host    *host
 	status  int
 	err     error
+	// streamTimeout is set when the request body stalled for
+	// stream_idle_timeout.
+	streamTimeout atomic.Bool
 }
 
 type exchangeKey struct{}
@@ -92,7 +95,7 @@ func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	if sw.idle > 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: sw.idle}
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: sw.idle, timedOut: &ex.streamTimeout}
 	}
 	p.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
@@ -116,6 +119,12 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			ex := r.Context().Value(exchangeKey{}).(*exchange)
 			ex.err = err
 			switch {
+			case ex.streamTimeout.Load():
+				// The client stalled its body: Envoy's stream idle timer
+				// answers 408 and closes; the upstream is not at fault.
+				w.Header().Set("Connection", "close")
+				w.WriteHeader(http.StatusRequestTimeout)
+				_, _ = w.Write([]byte("stream timeout"))
 			case errors.Is(r.Context().Err(), context.DeadlineExceeded):
 				p.outlierReport(ex, outcomeGateway)
 				w.WriteHeader(http.StatusGatewayTimeout)

@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"errors"
 	"io"
+	"os"
+	"sync/atomic"
 	"net/http"
 	"time"
 )
@@ -74,12 +77,20 @@ type idleBody struct {
 	rc    *http.ResponseController
 	idle  time.Duration
 	armed bool
+	// timedOut is set when a read hit the idle deadline. net/http then
+	// cancels the request context as if the client had gone, so the error
+	// handler needs this to answer Envoy's 408 instead.
+	timedOut *atomic.Bool
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
 	b.armed = true
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		b.timedOut.Store(true)
+	}
+	return n, err
 }
 
 func (b *idleBody) Close() error {

@@ -281,8 +281,9 @@ step3
 
 step4() {
 	local t0 streak=0 deadline i bad=0 got=""
-	t0=$(now_ms)
 	timeout 60 "${dcp[@]}" stop --timeout 5 backend1 >/dev/null 2>&1 || { fail "4 stop backend1: compose stop failed"; return; }
+	# From the moment the container is gone: the health-check window.
+	t0=$(now_ms)
 	# Ejected once 6 requests in a row went to backend2: with backend1
 	# still in the round robin, every other one would go to it.
 	deadline=$(( t0 + 30000 ))
@@ -312,7 +313,7 @@ step4() {
 	if [ "$bad" -gt 0 ]; then
 		fail "4 stop backend1: ejected after $ejected, then $bad of 20 requests failed or missed backend2:$got"
 	else
-		pass "4 stop backend1: ejected $ejected after the stop ($window_failed of $window requests failed before); then 20/20 answered by backend2"
+		pass "4 stop backend1: ejected $ejected after it stopped ($window_failed of $window requests failed before); then 20/20 answered by backend2"
 	fi
 	t0=$(now_ms)
 	timeout 60 "${dcp[@]}" start backend1 >/dev/null 2>&1 || { fail "4 start backend1: compose start failed"; return; }

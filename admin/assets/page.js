@@ -212,7 +212,7 @@ function renderProblems(v, now) {
         h("td", {}, e.name), h("td", {}, e.subject, e.file ? h("div", { class: "small muted" }, e.file) : null),
         h("td", { class: "expcell" }, e.kind === "crl" ? crlLeft(e.expires, now) : expiryBar(null, e.expires, now)))))));
   }
-  fill("problems", section("Errors", "current problems, per file", parts));
+  fill("problems", section("Errors and expiry", "current problems, per file", parts));
 }
 
 function crlLeft(next, now) {
@@ -338,7 +338,7 @@ function renderNodes(v) {
     types.forEach(([t, s], i) => {
       const acked = s.last_acked && s.last_acked === (cp.versions || {})[t];
       rows.push(h("tr", { class: "node-row" },
-        i === 0 ? h("td", { rowspan: types.length }, h("strong", {}, n.id), h("div", { class: "small muted" }, [n.cluster, n.peer].filter(Boolean).join(" · ")), h("div", { class: "small muted" }, "since " + fmtTime(n.connected))) : null,
+        i === 0 ? h("td", { rowspan: types.length }, h("strong", {}, n.id), h("div", { class: "small muted" }, [n.cluster, n.peer === "@" ? "unix socket" : n.peer].filter(Boolean).join(" · ")), h("div", { class: "small muted" }, "since " + fmtTime(n.connected))) : null,
         h("td", {}, t),
         h("td", { class: "mono" }, s.last_acked || "—", s.last_acked ? " " : null, s.last_acked ? badge(acked ? "current" : "behind", acked ? "good" : "warn") : null),
         h("td", { class: "mono" }, s.last_nacked ? [badge("NACK", "bad"), " " + s.last_nacked] : "—", s.nack_detail ? h("div", { class: "small reason" }, s.nack_detail) : null)));

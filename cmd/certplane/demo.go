@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/certplane/certplane/demobackend"
-	"github.com/certplane/certplane/pki"
 )
 
 // demoProxy is startDemoProxy; tests substitute a fake to exercise the demo
@@ -103,9 +101,7 @@ func demoDir(flagDir string) (string, func(), error) {
 		}
 		return tmp, cleanup, nil
 	}
-	_, errCA := os.Stat(filepath.Join(flagDir, "pki", pki.CAKeyFile))
-	_, errCfg := os.Stat(filepath.Join(flagDir, "config", "listeners.yaml"))
-	if errCA == nil && errCfg == nil {
+	if isInitExample(flagDir) {
 		return flagDir, func() {}, nil
 	}
 	if entries, err := os.ReadDir(flagDir); err == nil && len(entries) > 0 {

@@ -37,7 +37,7 @@ const defaultInitListen = "127.0.0.1:8443"
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("init",
-		"certplane init [--listen ADDR] [--backends ADDR,ADDR] [--force] DIR",
+		"certplane init [--listen ADDR] [--backends ADDR,ADDR] [--force | --keep] DIR",
 		`Scaffold a complete working example in DIR:
 
   DIR/pki/                            the CA (ca.crt, ca.key, crl-state.json); never watched
@@ -50,11 +50,14 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
   DIR/clients/mallory.{crt,key}       a revoked client
   DIR/config/listeners.yaml           listener "https" (client_auth verify) and backend "demo"
 
-DIR must be empty or missing unless --force is given.`)
+DIR must be empty or missing unless --force is given. With --keep, a DIR that
+already holds an example written by init is left as it is (exit 0), so a
+container can run init on every start.`)
 	listen := fs.String("listen", defaultInitListen, "listener address written to config/listeners.yaml")
 	backends := stringsFlag{}
 	fs.Var(&backends, "backends", `backend endpoints host:port, comma-separated or repeated (default "`+strings.Join(defaultInitBackends, ",")+`")`)
 	force := fs.Bool("force", false, "write into a non-empty DIR, replacing the files init writes (and its CA)")
+	keep := fs.Bool("keep", false, "leave DIR as it is when it already holds an init example")
 	if err := parseCLIFlags(fs, args, 1, stdout, stderr); err != nil {
 		return err
 	}
@@ -66,6 +69,13 @@ DIR must be empty or missing unless --force is given.`)
 		o.backends = defaultInitBackends
 	}
 	dir := fs.Arg(0)
+	if *force && *keep {
+		return usageError("--force and --keep contradict each other")
+	}
+	if *keep && isInitExample(dir) {
+		fmt.Fprintf(stdout, "%s already holds a certplane example; kept as it is\n", dir)
+		return nil
+	}
 	if err := initDir(dir, o, time.Now()); err != nil {
 		return err
 	}
@@ -74,14 +84,24 @@ DIR must be empty or missing unless --force is given.`)
 	return nil
 }
 
+// isInitExample reports whether dir holds the CA and config init writes.
+func isInitExample(dir string) bool {
+	_, errCA := os.Stat(filepath.Join(dir, "pki", pki.CAKeyFile))
+	_, errCfg := os.Stat(filepath.Join(dir, "config", "listeners.yaml"))
+	return errCA == nil && errCfg == nil
+}
+
 // checkHostPort validates an address the config loader will accept: an IP
-// literal host and a numeric port.
+// literal host (or, for backends, a DNS name) and a numeric port.
 func checkHostPort(flagName, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return usageError("%s %q: %v", flagName, addr, err)
 	}
-	if net.ParseIP(host) == nil {
+	if net.ParseIP(host) == nil && (flagName != "--backends" || !isDNSName(host)) {
+		if flagName == "--backends" {
+			return usageError("%s %q: host must be an IP address or a DNS name", flagName, addr)
+		}
 		return usageError("%s %q: host must be an IP address", flagName, addr)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
@@ -234,4 +254,24 @@ With the proxy on %s, try:
 		ca, filepath.Join(c, "mallory.crt"), filepath.Join(c, "mallory.key"), url,
 		ca, url,
 		filepath.Join(c, "alice.p12"), filepath.Join(c, "p12-password.txt"))
+}
+
+// isDNSName accepts RFC 1123 host names: letters, digits and hyphens in
+// dot-separated labels of 1 to 63 characters, not starting or ending with a
+// hyphen.
+func isDNSName(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -84,6 +84,13 @@ func TestInitScaffold(t *testing.T) {
 	if !bytes.Equal(caKey, must(os.ReadFile(filepath.Join(dir, "pki/ca.key")))) {
 		t.Fatal("refused init changed the CA key")
 	}
+	// --keep leaves an existing example untouched (containers run init on every start).
+	if out := mustCLI(t, "init", "--keep", dir); !strings.Contains(out, "kept as it is") {
+		t.Fatalf("init --keep output: %s", out)
+	}
+	if !bytes.Equal(caKey, must(os.ReadFile(filepath.Join(dir, "pki/ca.key")))) {
+		t.Fatal("init --keep changed the CA key")
+	}
 	mustCLI(t, "init", "--force", "--listen", "127.0.0.1:10443", "--backends", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", dir)
 	if bytes.Equal(caKey, must(os.ReadFile(filepath.Join(dir, "pki/ca.key")))) {
 		t.Fatal("init --force kept the old CA")
@@ -106,6 +113,8 @@ func TestInitErrors(t *testing.T) {
 		{[]string{"init", "--listen", "localhost:8443", filepath.Join(d, "a")}, 2, "certplane init: --listen \"localhost:8443\": host must be an IP address\n"},
 		{[]string{"init", "--backends", "127.0.0.1", filepath.Join(d, "b")}, 2, "certplane init: --backends \"127.0.0.1\": address 127.0.0.1: missing port in address\n"},
 		{[]string{"init", filepath.Join(d, "c"), "extra"}, 2, "certplane init: unexpected argument \"extra\"\n"},
+		{[]string{"init", "--backends", "bad_host:80", filepath.Join(d, "e")}, 2, "certplane init: --backends \"bad_host:80\": host must be an IP address or a DNS name\n"},
+		{[]string{"init", "--force", "--keep", filepath.Join(d, "f")}, 2, "certplane init: --force and --keep contradict each other\n"},
 	}
 	for _, c := range cases {
 		_, errb, code := cli(t, c.args...)

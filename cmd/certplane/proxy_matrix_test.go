@@ -166,8 +166,12 @@ func runMatrixProxy(t *testing.T, m *proxytest.Matrix, addrs map[string]string, 
 		done <- p.Run(ctx, client.Config{Target: target, NodeID: "matrix", NodeCluster: "test",
 			Backoff: func(int) time.Duration { return 20 * time.Millisecond }})
 	}()
+	t0 := time.Now()
 	defer func() {
+		t.Logf("serve+verdicts %v", time.Since(t0))
+		t1 := time.Now()
 		cancel()
+		defer func() { t.Logf("stop %v", time.Since(t1)) }()
 		if err := <-done; err != nil {
 			t.Errorf("proxy: %v", err)
 		}
@@ -181,6 +185,7 @@ func runMatrixProxy(t *testing.T, m *proxytest.Matrix, addrs map[string]string, 
 		tick := time.NewTimer(10 * time.Millisecond)
 		<-tick.C
 	}
+	t.Logf("serving after %v", time.Since(t0))
 	out := map[string]string{}
 	for _, c := range m.Cases {
 		if got := p.ListenerAddr(c.Name).String(); got != addrs[c.Name] {
