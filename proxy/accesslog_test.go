@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func TestLogKeysMatchEnvoyAccessLog(t *testing.T) {
 	missing := func(line map[string]any, format map[string]string, except ...string) []string {
 		var out []string
 		for k := range format {
-			if _, has := line[k]; !has && !contains(except, k) {
+			if _, has := line[k]; !has && !slices.Contains(except, k) {
 				out = append(out, k)
 			}
 		}
@@ -121,13 +122,4 @@ func first(lines []map[string]any) map[string]any {
 		return nil
 	}
 	return lines[0]
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -127,8 +127,7 @@ func peerAttrs(peer []*x509.Certificate) []slog.Attr {
 		return nil
 	}
 	c := peer[0]
-	var sans []string
-	sans = append(sans, prefixed("DNS:", c.DNSNames)...)
+	sans := prefixed("DNS:", c.DNSNames) // [] rather than null when there are none
 	for _, u := range c.URIs {
 		sans = append(sans, "URI:"+u.String())
 	}

@@ -3,9 +3,9 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"sync/atomic"
-	"net/http"
 	"time"
 )
 

@@ -123,13 +123,23 @@ func (l *unixListener) Close() error {
 	return err
 }
 
+// maxUnixPath is the longest unix socket path Linux binds: sun_path is 108
+// bytes including the terminating NUL.
+const maxUnixPath = 107
+
 func listenUnix(path string) (net.Listener, error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
 	}
 	// Bind inside a private directory, set the mode, then rename into place:
 	// the socket is never reachable with a umask-derived mode.
-	tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".certplane-sock-")
+	// The temporary name is longer than path: check both against the
+	// kernel's sun_path limit, or bind fails with a bare "invalid argument".
+	if len(path) > maxUnixPath || len(filepath.Dir(path))+len("/.cps0123456789/s") > maxUnixPath {
+		return nil, fmt.Errorf("xds socket %s: path too long: a unix socket path holds at most %d bytes, and certplane first binds it in a private directory beside it (%d bytes more); use a shorter path",
+			path, maxUnixPath, len("/.cps0123456789/s")-len("/"+filepath.Base(path)))
+	}
+	tmpDir, err := os.MkdirTemp(filepath.Dir(path), ".cps")
 	if err != nil {
 		return nil, fmt.Errorf("xds socket %s: %w", path, err)
 	}

@@ -66,12 +66,12 @@ func installBrowserTools() (string, error) {
 			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 			return cmd.CombinedOutput()
 		}
-		if out, err := install(); err != nil {
+		if _, err := install(); err != nil {
 			// A fresh machine may have no package lists yet.
 			if upd, uerr := exec.Command(apt, "update").CombinedOutput(); uerr != nil {
 				return "", fmt.Errorf("apt-get update: %v\n%s", uerr, upd)
 			}
-			if out, err = install(); err != nil {
+			if out, err := install(); err != nil {
 				return "", fmt.Errorf("apt-get install %s: %v\n%s", strings.Join(pkgs, " "), err, out)
 			}
 		}
@@ -388,9 +388,17 @@ func TestBrowserClientCertificate(t *testing.T) {
 	if strings.Contains(refused, "backend") {
 		t.Fatalf("without a client certificate a backend answered:\n%s", refused)
 	}
-	// The TLS error page: the server's certificate_required alert.
-	if !strings.Contains(errOut, "Page load failed: net::ERR_BAD_SSL_CLIENT_AUTH_CERT") {
+	// The TLS error page: the server's certificate_required alert gives
+	// ERR_BAD_SSL_CLIENT_AUTH_CERT. Under load Chromium sometimes reports
+	// ERR_SOCKET_NOT_CONNECTED instead: the proxy closes the socket with the
+	// client's first application data unread, the kernel answers with a
+	// reset, and the alert is lost. Either way the handshake failed; the
+	// connection log below must say why (no_certificate).
+	failed := regexp.MustCompile(`Page load failed: net::(ERR_BAD_SSL_CLIENT_AUTH_CERT|ERR_SOCKET_NOT_CONNECTED|ERR_CONNECTION_RESET)\b`).FindStringSubmatch(errOut)
+	if failed == nil {
 		t.Errorf("without a client certificate, want Chromium's ERR_BAD_SSL_CLIENT_AUTH_CERT; stderr:\n%s\nDOM:\n%s", errOut, refused)
+	} else if failed[1] != "ERR_BAD_SSL_CLIENT_AUTH_CERT" {
+		t.Logf("without a client certificate Chromium reported %s: the TLS alert was lost to a reset", failed[1])
 	}
 
 	// With alice.p12 and the policy that selects it.
@@ -495,4 +503,72 @@ func dig(v any, path ...string) any {
 		v = m[k]
 	}
 	return v
+}
+
+// TestProxyStatusView checks, without a browser, the /status data the page
+// draws on for the proxy: the handshake history by reason, the certificates
+// each listener presents, the trust stores, the expiring CRL and the page.
+func TestProxyStatusView(t *testing.T) {
+	d := startDemo(t)
+	for _, c := range []string{"alice", "mallory", "mallory", ""} {
+		err := d.get(t, c)
+		if (c == "alice") != (err == nil) {
+			t.Fatalf("client %q: err %v", c, err)
+		}
+	}
+	var doc map[string]any
+	waitStatus(t, "http://"+d.admin+"/status", func(m map[string]any) bool {
+		doc = m
+		totals, _ := dig(m, "proxy", "handshakes", "totals").(map[string]any)
+		return totals["revoked"] == 2.0 && totals["no_certificate"] == 1.0 && totals["ok"] != nil
+	})
+	if got := dig(doc, "proxy", "handshakes", "reasons"); fmt.Sprint(got) != "[ok revoked no_certificate]" {
+		t.Errorf("reasons = %v", got)
+	}
+	ls, _ := dig(doc, "proxy", "listeners").([]any)
+	if len(ls) != 1 {
+		t.Fatalf("proxy listeners = %v", ls)
+	}
+	if got := dig(ls[0], "client_certificate"); got != "required" {
+		t.Errorf("client_certificate = %v, want required", got)
+	}
+	certs, _ := dig(ls[0], "certificates").([]any)
+	if len(certs) != 1 || dig(certs[0], "subject") != "CN=localhost" || dig(certs[0], "name") != "server/default" {
+		t.Errorf("listener certificates = %v", certs)
+	}
+	stores, _ := dig(doc, "proxy", "trust_stores").([]any)
+	if len(stores) != 1 || dig(stores[0], "name") != "trust/clients" || dig(stores[0], "ca_count") != 1.0 {
+		t.Errorf("trust stores = %v", stores)
+	}
+	for _, section := range []string{"proxy", "control_plane"} {
+		exp, _ := dig(doc, section, "expiring").([]any)
+		if len(exp) != 1 || dig(exp[0], "kind") != "crl" || dig(exp[0], "state") != "expiring" || dig(exp[0], "name") != "trust/clients" {
+			t.Errorf("%s expiring = %v, want the init CRL (30 days) only", section, exp)
+		}
+	}
+	resp, err := http.Get("http://" + d.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`certplane_expiring_soon{kind="crl",name="trust/clients",subject="CN=certplane example CA,O=certplane example"} 1`,
+		`certplane_expiring_soon{kind="server",name="server/default",subject="CN=localhost"} 0`,
+		`certplane_proxy_expiring_soon{kind="crl",name="trust/clients",subject="CN=certplane example CA,O=certplane example"} 1`,
+		`certplane_proxy_expiring_soon{kind="server",name="server/default",subject="CN=localhost"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	code, page := 0, ""
+	if resp, err := http.Get("http://" + d.admin + "/"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, page = resp.StatusCode, string(b)
+	}
+	if code != http.StatusOK || !strings.Contains(page, `<script type="application/json" id="initial-status">{"control_plane":`) {
+		t.Errorf("GET / = %d:\n%.300s", code, page)
+	}
 }

@@ -69,7 +69,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatal("demo did not stop")
 	}
 	log := out.String()
-	for _, want := range []string{`"reason":"revoked"`, `"reason":"no_certificate"`, `"upstream_host":"127.0.0.1:9001"`, `"upstream_host":"127.0.0.1:9002"`} {
+	for _, want := range []string{`"transport_failure":"revoked"`, `"transport_failure":"no_certificate"`, `"upstream_host":"127.0.0.1:9001"`, `"upstream_host":"127.0.0.1:9002"`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("connection log lacks %s:\n%s", want, log)
 		}

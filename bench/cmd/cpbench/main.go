@@ -28,7 +28,7 @@ import (
 // Results is the document cpbench writes.
 type Results struct {
 	Propagation *Propagation `json:"propagation,omitempty"`
-	Scale       *Scale       `json:"scale,omitempty"`
+	Scale       []*Scale     `json:"scale,omitempty"`
 	CRLSmall    *CRLCost     `json:"crl_small,omitempty"`
 	CRLLarge    *CRLCost     `json:"crl_large,omitempty"`
 	Fanout      *Fanout      `json:"fanout,omitempty"`
@@ -52,12 +52,13 @@ func main() {
 	cas := flag.Int("cas", 10_000, "scale: CAs in the trust store")
 	serials := flag.Int("serials", 1_000_000, "scale: serials in the CRL")
 	certs := flag.String("certs", "", "scale-child: certs dir")
+	scaleProfile := flag.String("scale-memprofile", "", "scale-child: write a heap profile after the rebuilds")
 	cfg := flag.String("config", "", "scale-child: config dir")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("cpbench: ")
 	if *part == "scale-child" {
-		if err := scaleChild(*certs, *cfg, 3); err != nil {
+		if err := scaleChild(*certs, *cfg, 3, *scaleProfile); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -66,6 +67,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
+	checkpointPath = *out
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := run(ctx, *bin, *benchproxy, *memprofile, *work, *part, *changes, *clients, *listeners, *cas, *serials)
@@ -83,6 +85,20 @@ func main() {
 	}
 }
 
+// checkpointPath, when set, receives the results after every part, so a
+// later failure keeps what was measured.
+var checkpointPath string
+
+func checkpoint(r *Results) {
+	if checkpointPath == "" {
+		return
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(checkpointPath, append(b, '\n'), 0o644); err != nil {
+		log.Printf("checkpoint: %v", err)
+	}
+}
+
 func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
@@ -96,12 +112,14 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 			return nil, fmt.Errorf("propagation: %w", err)
 		}
 		r.Propagation.HoldOffMS = ms(watcher.DefaultHoldOff)
+		checkpoint(&r)
 	}
 	if want("fanout") {
 		log.Printf("fan-out: %d ADS clients", clients)
 		if r.Fanout, err = fanout(ctx, bin, work, clients); err != nil {
 			return nil, fmt.Errorf("fan-out: %w", err)
 		}
+		checkpoint(&r)
 	}
 	if !want("scale") && !want("crl") && part != "crlprof" {
 		return &r, nil
@@ -134,18 +152,41 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 		if r.CRLLarge, err = crlCost(ctx, bin, benchproxy, work, "crl-large", ca, big, serials, 500); err != nil {
 			return nil, err
 		}
+		checkpoint(&r)
 	}
 	if want("scale") {
-		log.Printf("scale: %d listeners, %d CAs, %d serials", listeners, cas, serials)
 		if _, err := pki.SaveCADir(filepath.Join(work, "scale", "ca"), ca); err != nil {
 			return nil, err
 		}
-		fx, err := scaleFixture(work, listeners, cas, ca, big)
+		small, err := f.crl(1_000)
 		if err != nil {
 			return nil, err
 		}
-		if r.Scale, err = scaleParent(fx, listeners, cas, serials); err != nil {
-			return nil, err
+		// Each dimension alone, then all together.
+		for _, c := range []struct {
+			listeners, cas, serials int
+			crl                     []byte
+		}{{listeners, 1, 1_000, small}, {1, cas, 1_000, small}, {1, 1, serials, big}, {listeners, cas, serials, big}} {
+			log.Printf("scale: %d listeners, %d CAs, %d serials", c.listeners, c.cas, c.serials)
+			if err := os.RemoveAll(filepath.Join(work, "scale", "certs")); err != nil {
+				return nil, err
+			}
+			if err := os.RemoveAll(filepath.Join(work, "scale", "config")); err != nil {
+				return nil, err
+			}
+			fx, err := scaleFixture(work, c.listeners, c.cas, ca, c.crl)
+			if err != nil {
+				return nil, err
+			}
+			s, err := scaleParent(fx, c.listeners, c.cas, c.serials)
+			if err != nil {
+				return nil, err
+			}
+			if s.Error != "" {
+				log.Printf("scale: %s", s.Error)
+			}
+			r.Scale = append(r.Scale, s)
+			checkpoint(&r)
 		}
 	}
 	return &r, nil

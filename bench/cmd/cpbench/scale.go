@@ -10,6 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/certplane/certplane/config"
@@ -36,7 +39,13 @@ type Scale struct {
 	HWMMB         float64 `json:"hwm_mb"`
 	RSSMB         float64 `json:"rss_mb"`
 	HeapInuseMB   float64 `json:"heap_inuse_after_gc_mb"`
+	// Error is set when the run failed, e.g. went over the memory cap.
+	Error string `json:"error,omitempty"`
 }
+
+// memCapKB bounds the scale child's RSS: past it the child stops and
+// reports, instead of taking a shared machine down.
+const memCapKB = 6 << 20
 
 // scaleFixture writes the large configuration (in this process, so the
 // generation's garbage stays out of the measured child).
@@ -55,20 +64,34 @@ func scaleParent(fx *fixture, listeners, cas, serials int) (*Scale, error) {
 		return nil, err
 	}
 	var out, errb bytes.Buffer
-	cmd := exec.Command(self, "-part", "scale-child", "-certs", fx.certs, "-config", fx.config)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, "-part", "scale-child", "-certs", fx.certs, "-config", fx.config)
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("scale child: %w: %s", err, errb.String())
-	}
+	runErr := cmd.Run()
 	var s Scale
 	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
-		return nil, fmt.Errorf("scale child output: %w", err)
+		if runErr == nil {
+			runErr = err
+		}
+		s.Error = fmt.Sprintf("scale child: %v: %s", runErr, strings.TrimSpace(errb.String()))
 	}
 	s.Listeners, s.CAs, s.Serials = listeners, cas, serials
 	return &s, nil
 }
 
-func scaleChild(certs, cfg string, rebuilds int) error {
+func scaleChild(certs, cfg string, rebuilds int, memprofile string) error {
+	step := atomic.Value{}
+	step.Store("start")
+	go func() {
+		for range time.Tick(50 * time.Millisecond) {
+			if rss := statusKB(os.Getpid(), "VmRSS"); rss > memCapKB {
+				_ = json.NewEncoder(os.Stdout).Encode(Scale{Error: fmt.Sprintf("stopped at %.1f GB RSS (cap %d GB) during %s",
+					float64(rss)/(1<<20), memCapKB>>20, step.Load())})
+				os.Exit(3)
+			}
+		}
+	}()
 	var loadDur time.Duration
 	cp, err := xds.NewControlPlane(xds.Options{CertsDir: certs, ConfigDir: cfg, Resync: -1, Logger: slog.New(slog.DiscardHandler),
 		Load: func(c, k string) (*config.Model, error) {
@@ -83,6 +106,7 @@ func scaleChild(certs, cfg string, rebuilds int) error {
 		return err
 	}
 	ctx := context.Background()
+	step.Store("the first build")
 	t0 := time.Now()
 	res, err := cp.Reload(ctx)
 	if err != nil {
@@ -102,6 +126,7 @@ func scaleChild(certs, cfg string, rebuilds int) error {
 		if err := fx.rotateServer(); err != nil {
 			return err
 		}
+		step.Store(fmt.Sprintf("rebuild %d", i+1))
 		t0 := time.Now()
 		res, err := cp.Reload(ctx)
 		if err != nil {
@@ -111,6 +136,17 @@ func scaleChild(certs, cfg string, rebuilds int) error {
 		if !res.Pushed {
 			return fmt.Errorf("rebuild %d pushed nothing after a certificate rotation", i)
 		}
+	}
+	if memprofile != "" {
+		runtime.GC()
+		f, err := os.Create(memprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return err
+		}
+		f.Close()
 	}
 	s.RebuildMS, _ = quantiles(total)
 	s.RebuildLoadMS, _ = quantiles(loads)
