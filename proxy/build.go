@@ -100,14 +100,26 @@ func (b *builder) keepCluster(name string, err error) {
 	}
 }
 
-// routesPresent makes a listener warm until its RouteConfigurations exist.
+// routesPresent makes a listener warm until its RouteConfigurations exist,
+// and until the clusters those routes name exist. Envoy initialises clusters
+// before listeners at startup, so its first request never meets a missing
+// cluster; warming on clusters gives the proxy the same start (no 503s while
+// CDS is still on its way).
 func (b *builder) routesPresent(ls *listenerState) error {
 	for _, c := range append(append([]*chainState{}, ls.chains...), ls.def) {
 		if c == nil {
 			continue
 		}
-		if b.next.routes[c.hcm.routeName] == nil {
+		rt := b.next.routes[c.hcm.routeName]
+		if rt == nil {
 			return &missingError{"route configuration " + c.hcm.routeName}
+		}
+		for _, vh := range rt.vhosts {
+			for _, r := range vh.routes {
+				if b.next.clusters[r.cluster] == nil {
+					return &missingError{"cluster " + r.cluster}
+				}
+			}
 		}
 	}
 	return nil
