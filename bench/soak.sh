@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Soak test of the fallback data plane (not run in CI).
+#
+#   bench/soak.sh                 # 10 minutes
+#   bench/soak.sh -d 2m -w 4      # duration, valid clients
+#
+# Builds certplane, makes a PKI with `certplane pki`, starts
+# `certplane proxy --certs --config` (standalone: control plane embedded)
+# in front of two `certplane backend`s, then runs bench/soak: continuous
+# requests from valid clients while the server certificate rotates every
+# second and the CRL gains a newly revoked client every 10 seconds. It
+# prints the valid clients' failures and latency, every revoked client's
+# verdict, and the proxy's RSS at start, middle and end, and exits 1 on any
+# failed valid request or served revoked client.
+set -euo pipefail
+
+duration=10m
+workers=4
+while getopts "d:w:" opt; do
+	case "$opt" in
+	d) duration="$OPTARG" ;;
+	w) workers="$OPTARG" ;;
+	*) echo "usage: $0 [-d DURATION] [-w WORKERS]" >&2; exit 2 ;;
+	esac
+done
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cd "$repo"
+go build -o "$work/certplane" ./cmd/certplane
+go build -o "$work/soak" ./bench/soak
+cp="$work/certplane"
+
+certs="$work/certs" config="$work/config"
+mkdir -p "$certs/trust/clients" "$config" "$work/clients"
+"$cp" pki ca --out "$work/ca" --name "soak root CA" >/dev/null
+"$cp" pki server --ca "$work/ca" --dns localhost --ip 127.0.0.1 --out "$certs/server/default" >/dev/null
+cp "$work/ca/ca.crt" "$certs/trust/clients/ca.pem"
+"$cp" pki crl --ca "$work/ca" --crl-out "$certs/trust/clients/ca.crl" >/dev/null
+
+port=$(free_port) admin=$(free_port) b1=$(free_port) b2=$(free_port)
+cat >"$config/listeners.yaml" <<YAML
+listeners:
+  - name: https
+    address: 127.0.0.1:$port
+    certificates: [default]
+    client_auth:
+      mode: verify
+      trust_store: clients
+    client_cert_headers: [xfcc]
+    routes:
+      - {path_prefix: /, backend: demo}
+backends:
+  - name: demo
+    endpoints: ["127.0.0.1:$b1", "127.0.0.1:$b2"]
+YAML
+"$cp" check --certs "$certs" --config "$config" >/dev/null
+
+"$cp" backend --name backend-1 --listen "127.0.0.1:$b1" >/dev/null 2>&1 &
+pids+=($!)
+"$cp" backend --name backend-2 --listen "127.0.0.1:$b2" >/dev/null 2>&1 &
+pids+=($!)
+"$cp" proxy --certs "$certs" --config "$config" --admin-address "127.0.0.1:$admin" \
+	--log-file "$work/connections.log" 2>"$work/proxy.log" &
+proxy=$!
+pids+=($proxy)
+
+for _ in $(seq 100); do
+	if curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1; then break; fi
+	sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null
+
+echo "soak: proxy pid $proxy on 127.0.0.1:$port, admin 127.0.0.1:$admin, $duration"
+status=0
+"$work/soak" --certplane "$cp" --ca "$work/ca" --certs "$certs" --clients "$work/clients" \
+	--addr "127.0.0.1:$port" --pid "$proxy" --duration "$duration" --workers "$workers" || status=$?
+echo "connection log: $(wc -l <"$work/connections.log") lines; proxy errors logged: $(grep -c 'level=ERROR' "$work/proxy.log" || true)"
+exit "$status"
