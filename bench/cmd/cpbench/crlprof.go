@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/proxy"
 	"github.com/certplane/certplane/xds"
@@ -40,8 +39,7 @@ func crlProfile(ctx context.Context, work string, ca *pki.CA, crlPEM []byte, pat
 		return err
 	}
 	crlPEM = nil
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet, Resync: -1,
-		Load: config.Loader{MaxFileSize: maxFileSize}.Load})
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet, Resync: -1})
 	if err != nil {
 		return err
 	}

@@ -32,12 +32,7 @@ type Results struct {
 	CRLSmall    *CRLCost     `json:"crl_small,omitempty"`
 	CRLLarge    *CRLCost     `json:"crl_large,omitempty"`
 	Fanout      *Fanout      `json:"fanout,omitempty"`
-	// LoaderLimit notes the loader cap used in-process for scale.
-	LoaderMaxFileSize int64 `json:"loader_max_file_size"`
 }
-
-// maxFileSize is the loader's per-file cap for the in-process scale run.
-const maxFileSize = 256 << 20
 
 func main() {
 	bin := flag.String("certplane", "certplane", "certplane binary (serve and proxy run as subprocesses)")
@@ -104,7 +99,7 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 		return nil, err
 	}
 	want := func(p string) bool { return part == "all" || part == p }
-	r := Results{LoaderMaxFileSize: maxFileSize}
+	var r Results
 	var err error
 	if want("propagation") {
 		log.Printf("propagation: %d certificate rotations (hold-off %v)", changes, watcher.DefaultHoldOff)

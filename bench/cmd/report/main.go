@@ -390,7 +390,7 @@ func controlPlane(b *strings.Builder, dir string) *cpResults {
 			w("| %d | %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d listeners served |\n", s.Listeners, s.CAs, s.Serials,
 				s.ColdMS, s.ColdLoadMS, s.RebuildMS, s.RebuildLoadMS, s.HWMMB, s.HeapMB, s.Serving)
 		}
-		w("\nThe loader runs with `config.Loader{MaxFileSize: %d}`: `config.Load`'s 1 MiB cap refuses a CRL file of 100,000 serials or more.\n\n", cp.LoaderMax)
+		w("\n")
 	}
 	if cp.CRLSmall != nil && cp.CRLLarge != nil {
 		sm, lg := cp.CRLSmall, cp.CRLLarge
