@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -16,6 +17,25 @@ import (
 // handshakeTimeout bounds a TLS handshake, so idle half-open clients cannot
 // hold goroutines.
 const handshakeTimeout = 10 * time.Second
+
+// lingerTimeout bounds how long a refused connection is drained before it
+// is closed (see lingerClose).
+const lingerTimeout = 250 * time.Millisecond
+
+// lingerClose closes a connection whose handshake failed the way nginx's
+// lingering close does: half-close, then read and discard what the client
+// already sent for a moment. A TLS 1.3 client sends its certificate and often
+// its first request before it reads our alert; closing with that data unread
+// makes the kernel send a reset, which can destroy the alert in flight, and
+// the client then reports a broken connection instead of "bad certificate".
+func lingerClose(tc *trackedConn) {
+	if w, ok := tc.Conn.(interface{ CloseWrite() error }); ok {
+		_ = w.CloseWrite()
+	}
+	_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, tc, 64<<10)
+	_ = tc.Close()
+}
 
 // listenerRuntime is one bound listener: its socket, accept loop, open
 // connections and current HTTP server generation.
@@ -130,7 +150,7 @@ func (lr *listenerRuntime) handshake(tc *trackedConn) {
 	cs := conn.ConnectionState()
 	lr.p.logHandshake(lr.name, tc, &cs, err, time.Since(start))
 	if err != nil {
-		_ = conn.Close()
+		lingerClose(tc)
 		return
 	}
 	if !lr.admit(tc, cs) {

@@ -325,10 +325,9 @@ type cpResults struct {
 		HeapMB        float64 `json:"heap_inuse_after_gc_mb"`
 		Error         string  `json:"error"`
 	} `json:"scale"`
-	CRLSmall  *crlCost `json:"crl_small"`
-	CRLLarge  *crlCost `json:"crl_large"`
-	LoaderMax int64    `json:"loader_max_file_size"`
-	Fanout    *struct {
+	CRLSmall *crlCost `json:"crl_small"`
+	CRLLarge *crlCost `json:"crl_large"`
+	Fanout   *struct {
 		Clients     int     `json:"clients"`
 		FirstMS     float64 `json:"first_received_ms"`
 		LastMS      float64 `json:"last_received_ms"`
