@@ -123,8 +123,9 @@ func ADSBootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 func StaticBootstrap(m *config.Model, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	o = o.withDefaults()
 	var sets []Set
+	t := NewTranslator(m)
 	for _, l := range m.Listeners {
-		s, err := unit(m, l, Options{Static: true})
+		s, err := t.unit(l, Options{Static: true})
 		if err != nil {
 			return nil, err
 		}

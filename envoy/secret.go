@@ -52,6 +52,10 @@ func ValidationContextSecret(ts *config.TrustStore) (*tlsv3.Secret, error) {
 	}, nil
 }
 
+// inline aliases b rather than copying it: a trust bundle with its CRLs can
+// be tens of MB, and the model's bytes are immutable (models are never
+// edited, a reload builds a new one), as are the Secrets built from them
+// once published. Marshalling only reads the slice.
 func inline(b []byte) *corev3.DataSource {
-	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: append([]byte(nil), b...)}}
+	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 }

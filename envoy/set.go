@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -39,10 +40,45 @@ func newSet() Set {
 // RouteConfiguration, and the Clusters, ClusterLoadAssignments and Secrets
 // they reference (exactly those). l must be one of m.Listeners.
 func Unit(m *config.Model, l *config.Listener) (Set, error) {
-	return unit(m, l, Options{})
+	return NewTranslator(m).Unit(l)
 }
 
-func unit(m *config.Model, l *config.Listener, o Options) (Set, error) {
+// Translator builds the units of one model and shares their Secrets: a
+// trust store (CAs and CRLs, possibly tens of MB) or a key pair used by many
+// listeners becomes one *tlsv3.Secret that every unit holds, instead of one
+// copy per listener. Secrets are immutable once built, so sharing is safe;
+// use one Translator per model (per update), not across models.
+type Translator struct {
+	m       *config.Model
+	secrets map[string]*tlsv3.Secret // by Secret name
+}
+
+// NewTranslator returns a Translator for m.
+func NewTranslator(m *config.Model) *Translator {
+	return &Translator{m: m, secrets: map[string]*tlsv3.Secret{}}
+}
+
+// Unit is the package-level Unit for one listener of the Translator's
+// model, with Secrets shared across the units it builds.
+func (t *Translator) Unit(l *config.Listener) (Set, error) {
+	return t.unit(l, Options{})
+}
+
+// secret returns the Secret named name, building it once with build.
+func (t *Translator) secret(name string, build func() (*tlsv3.Secret, error)) (*tlsv3.Secret, error) {
+	if sec, ok := t.secrets[name]; ok {
+		return sec, nil
+	}
+	sec, err := build()
+	if err != nil {
+		return nil, err // not cached: each listener reports it
+	}
+	t.secrets[name] = sec
+	return sec, nil
+}
+
+func (t *Translator) unit(l *config.Listener, o Options) (Set, error) {
+	m := t.m
 	if !slices.Contains(m.Listeners, l) {
 		return nil, fmt.Errorf("listener %q is not one of the model's valid listeners", l.Name)
 	}
@@ -57,31 +93,32 @@ func unit(m *config.Model, l *config.Listener, o Options) (Set, error) {
 		s[resource.RouteType][rc.Name] = rc
 	}
 	for _, cert := range l.Certificates {
-		sec, err := ServerSecret(m.Servers[cert]) // presence checked by Listener
+		kp := m.Servers[cert] // presence checked by Listener
+		sec, err := t.secret(ServerSecretName(cert), func() (*tlsv3.Secret, error) { return ServerSecret(kp) })
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		s[resource.SecretType][sec.Name] = sec
 	}
 	if mode := l.ClientAuth.Mode; mode == config.ModeOptional || mode == config.ModeVerify {
-		if err := addTrust(s, m, l.ClientAuth.TrustStore); err != nil {
+		if err := t.addTrust(s, l.ClientAuth.TrustStore); err != nil {
 			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 	}
 	for _, r := range l.Routes {
-		if err := addBackend(s, m, r.Backend, o); err != nil {
+		if err := t.addBackend(s, r.Backend, o); err != nil {
 			return nil, fmt.Errorf("listener %q route %s: %w", l.Name, r.PathPrefix, err)
 		}
 	}
 	return s, nil
 }
 
-func addTrust(s Set, m *config.Model, store string) error {
-	ts, ok := m.Trust[store]
+func (t *Translator) addTrust(s Set, store string) error {
+	ts, ok := t.m.Trust[store]
 	if !ok {
 		return fmt.Errorf("trust store %q is not loaded (certs/trust/%s)", store, store)
 	}
-	sec, err := ValidationContextSecret(ts)
+	sec, err := t.secret(TrustSecretName(store), func() (*tlsv3.Secret, error) { return ValidationContextSecret(ts) })
 	if err != nil {
 		return err
 	}
@@ -89,7 +126,8 @@ func addTrust(s Set, m *config.Model, store string) error {
 	return nil
 }
 
-func addBackend(s Set, m *config.Model, name string, o Options) error {
+func (t *Translator) addBackend(s Set, name string, o Options) error {
+	m := t.m
 	if _, done := s[resource.ClusterType][name]; done {
 		return nil
 	}
@@ -109,7 +147,7 @@ func addBackend(s Set, m *config.Model, name string, o Options) error {
 	if b.TLS == nil {
 		return nil
 	}
-	if err := addTrust(s, m, b.TLS.TrustStore); err != nil {
+	if err := t.addTrust(s, b.TLS.TrustStore); err != nil {
 		return fmt.Errorf("backend %q: %w", name, err)
 	}
 	if c := b.TLS.Certificate; c != "" {
@@ -117,7 +155,7 @@ func addBackend(s Set, m *config.Model, name string, o Options) error {
 		if !ok {
 			return fmt.Errorf("backend %q: client certificate %q is not loaded (certs/client/%s)", name, c, c)
 		}
-		sec, err := ClientSecret(kp)
+		sec, err := t.secret(ClientSecretName(c), func() (*tlsv3.Secret, error) { return ClientSecret(kp) })
 		if err != nil {
 			return fmt.Errorf("backend %q: %w", name, err)
 		}
@@ -128,12 +166,14 @@ func addBackend(s Set, m *config.Model, name string, o Options) error {
 
 // Translate returns Unit for every listener of m, keyed by listener name.
 // A listener that fails to translate is missing from the map and its error
-// is part of the joined error; the others are still returned.
+// is part of the joined error; the others are still returned. The units
+// share their Secrets (see Translator).
 func Translate(m *config.Model) (map[string]Set, error) {
 	out := make(map[string]Set, len(m.Listeners))
 	var errs []error
+	t := NewTranslator(m)
 	for _, l := range m.Listeners {
-		s, err := Unit(m, l)
+		s, err := t.Unit(l)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -34,6 +34,7 @@ const (
 // by a real control plane. The slow cases wait for the real 10 s timeouts,
 // so the subtests run in parallel.
 func TestHostileClients(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{failureLogWindow: time.Second})
 	t.Run("group", func(t *testing.T) {
 		t.Run("slowloris handshake", func(t *testing.T) { t.Parallel(); slowlorisHandshake(t, e) })

@@ -290,6 +290,7 @@ func stripRoot(e *env, abs string) string {
 // One control plane and one proxy serve every case in turn; the good tree
 // is restored between cases.
 func TestBadInputMatrix(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{})
 	certplaneBin(t)
 	oldA := e.serverA.Serial()

@@ -34,6 +34,9 @@ type trackedConn struct {
 	// rx and tx count the bytes read and written on the socket, for the
 	// connection log's bytes_received and bytes_sent.
 	rx, tx atomic.Int64
+
+	// peerValues caches per-request renderings of the peer chain.
+	peerValues peerValues
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {

@@ -27,7 +27,7 @@ type guideEnv struct {
 	addr                string
 }
 
-func newGuideEnv(t *testing.T, mutate func(*listenerSpec)) *guideEnv {
+func newGuideEnv(t testing.TB, mutate func(*listenerSpec)) *guideEnv {
 	t.Helper()
 	e := &guideEnv{}
 	e.serverCA = pkitest.NewCA(t, "Server Root CA")
@@ -64,7 +64,7 @@ func (e *guideEnv) resources(crl []byte) *resourceSet {
 	return rs
 }
 
-func (e *guideEnv) publish(t *testing.T, crl []byte) { e.ads.set(e.resources(crl)) }
+func (e *guideEnv) publish(t testing.TB, crl []byte) { e.ads.set(e.resources(crl)) }
 
 func (e *guideEnv) healthy(cluster string) int {
 	n := 0

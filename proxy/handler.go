@@ -14,8 +14,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-
-	"github.com/certplane/certplane/proxy/mtls"
 )
 
 // xfccHeader is Envoy's x-forwarded-client-cert.
@@ -23,6 +21,7 @@ const xfccHeader = "X-Forwarded-Client-Cert"
 
 // exchange carries one request's routing decision through ReverseProxy.
 type exchange struct {
+	conn    *trackedConn // nil outside a tracked connection
 	chain   *chainState
 	routes  *routeTable
 	cluster *clusterState
@@ -55,7 +54,7 @@ func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sw := &statusWriter{ResponseWriter: w, idle: 0}
-	ex := &exchange{chain: chain}
+	ex := &exchange{conn: tc, chain: chain}
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}
@@ -175,13 +174,13 @@ func rewrite(pr *httputil.ProxyRequest) {
 	// then sets it when the client presented a certificate.
 	out.Header.Del(xfccHeader)
 	if ex.chain.hcm.sanitizeSet && in.TLS != nil && len(in.TLS.PeerCertificates) > 0 {
-		out.Header.Set(xfccHeader, mtls.XFCC(ex.chain.leaf, in.TLS.PeerCertificates))
+		out.Header.Set(xfccHeader, ex.conn.xfccValue(ex.chain.leaf, in.TLS.PeerCertificates))
 	}
 	for _, h := range ex.routes.remove {
 		out.Header.Del(h)
 	}
 	for _, a := range ex.routes.add {
-		v, err := mtls.ExpandHeaderFormat(a.format, in.TLS)
+		v, err := ex.conn.expandHeader(a.format, in.TLS)
 		if err != nil || (v == "" && !a.keepEmpty) {
 			continue
 		}
@@ -229,7 +228,10 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 	}
 	code := sw.code()
 	p.metrics.requests.WithLabelValues(listener, cluster, upstream, strconv.Itoa(code)).Inc()
-	attrs := []slog.Attr{
+	// Room for the optional attributes below: appending to a full literal
+	// would copy the slice on most requests.
+	attrs := make([]slog.Attr, 0, 17)
+	attrs = append(attrs,
 		slog.String("event", "request"),
 		slog.String(keyStartTime, envoyTime(start)),
 		slog.String("listener", listener),
@@ -244,7 +246,7 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.Int64("bytes_received", received),
 		slog.Int64("bytes_sent", sw.bytes),
-	}
+	)
 	if sw.detail != "" {
 		attrs = append(attrs, slog.String("detail", sw.detail))
 	}
@@ -252,8 +254,8 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 		attrs = append(attrs, slog.String("upstream_error", ex.err.Error()))
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		c := r.TLS.PeerCertificates[0]
-		attrs = append(attrs, slog.String("peer_subject", c.Subject.String()), slog.String("peer_serial", serialHex(c)))
+		subject, serial := ex.conn.peerLogFields(r.TLS.PeerCertificates[0])
+		attrs = append(attrs, slog.String("peer_subject", subject), slog.String("peer_serial", serial))
 	}
 	p.connLog.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }

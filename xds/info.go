@@ -46,7 +46,7 @@ func infoOf(m *config.Model, l *config.Listener) unitInfo {
 			continue
 		}
 		secret := envoy.ServerSecretName(name)
-		c := certInfo(kp.Chain[0], kp.CertFile)
+		c := admin.CertificateOf(kp.Chain[0], kp.CertFile)
 		c.Name = secret
 		in.listener.Certificates = append(in.listener.Certificates, c)
 		in.expiry = append(in.expiry, expiryOf(secret, "server", kp.Chain[0]))
@@ -72,7 +72,7 @@ func infoOf(m *config.Model, l *config.Listener) unitInfo {
 		}
 		if kp := m.Clients[be.TLS.Certificate]; kp != nil && len(kp.Chain) > 0 {
 			secret := envoy.ClientSecretName(kp.Name)
-			c := certInfo(kp.Chain[0], kp.CertFile)
+			c := admin.CertificateOf(kp.Chain[0], kp.CertFile)
 			c.Name = secret
 			in.clients[secret] = c
 			in.expiry = append(in.expiry, expiryOf(secret, "client", kp.Chain[0]))
@@ -92,26 +92,6 @@ func infoOf(m *config.Model, l *config.Listener) unitInfo {
 	return in
 }
 
-func certInfo(c *x509.Certificate, file string) admin.Certificate {
-	out := admin.Certificate{
-		Subject:   c.Subject.String(),
-		Issuer:    c.Issuer.String(),
-		Serial:    strings.ToLower(c.SerialNumber.Text(16)),
-		DNSNames:  c.DNSNames,
-		Emails:    c.EmailAddresses,
-		NotBefore: c.NotBefore.UTC(),
-		NotAfter:  c.NotAfter.UTC(),
-		File:      file,
-	}
-	for _, ip := range c.IPAddresses {
-		out.IPs = append(out.IPs, ip.String())
-	}
-	for _, u := range c.URIs {
-		out.URIs = append(out.URIs, u.String())
-	}
-	return out
-}
-
 func trustInfo(ts *config.TrustStore) *admin.TrustStore {
 	out := &admin.TrustStore{
 		Name:    ts.Name,
@@ -122,19 +102,10 @@ func trustInfo(ts *config.TrustStore) *admin.TrustStore {
 		Files:   ts.Files,
 	}
 	for _, ca := range ts.CAs {
-		out.CAs = append(out.CAs, certInfo(ca, ""))
+		out.CAs = append(out.CAs, admin.CertificateOf(ca, ""))
 	}
 	for _, crl := range ts.CRLs {
-		c := admin.CRL{
-			Issuer:     crl.Issuer.String(),
-			ThisUpdate: crl.ThisUpdate.UTC(),
-			NextUpdate: crl.NextUpdate.UTC(),
-			Revoked:    len(crl.RevokedCertificateEntries),
-		}
-		if crl.Number != nil {
-			c.Number = crl.Number.String()
-		}
-		out.CRLs = append(out.CRLs, c)
+		out.CRLs = append(out.CRLs, admin.CRLOf(crl))
 	}
 	return out
 }

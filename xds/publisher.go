@@ -123,11 +123,14 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 
 	fresh := map[string]*unit{}
 	var errs []ListenerError
+	// One translator and one hasher per update: units share their Secrets,
+	// and each distinct resource is hashed once (see hasher).
+	tr, h := envoy.NewTranslator(m), newHasher()
 	for _, l := range m.Listeners {
 		if blocked[l.Name] {
 			continue // the model's contract says this cannot happen; be safe
 		}
-		u, err := p.accept(m, l)
+		u, err := p.accept(tr, h, m, l)
 		if err != nil {
 			errs = append(errs, ListenerError{Listener: l.Name, File: l.SourceFile, Err: err})
 			continue
@@ -182,7 +185,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 
 	p.errs = errs
 	res := Result{Errors: errs, Serving: sortedKeys(fresh), LastGood: sortedKeys(kept)}
-	b, err := build(merged)
+	b, err := h.build(merged)
 	if err != nil {
 		p.publishErr = fmt.Errorf("snapshot not published: %w", err)
 		if p.cur != nil {
@@ -222,15 +225,15 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 
 // accept builds and checks one listener's unit on its own, so that a defect
 // in one listener is charged to it rather than failing the whole snapshot.
-func (p *Publisher) accept(m *config.Model, l *config.Listener) (*unit, error) {
-	set, err := envoy.Unit(m, l)
+func (p *Publisher) accept(tr *envoy.Translator, h *hasher, m *config.Model, l *config.Listener) (*unit, error) {
+	set, err := tr.Unit(l)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: translate: %w", l.Name, err)
 	}
 	if err := canonicalizeSet(set); err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
-	if _, err := build(set); err != nil {
+	if _, err := h.build(set); err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
 	return &unit{

@@ -56,14 +56,17 @@ type built struct {
 }
 
 // build validates s and turns it into a snapshot. It publishes nothing.
-func build(s envoy.Set) (*built, error) {
+func build(s envoy.Set) (*built, error) { return newHasher().build(s) }
+
+// build is build with h's cached resource hashes.
+func (h *hasher) build(s envoy.Set) (*built, error) {
 	if err := validateSet(s); err != nil {
 		return nil, err
 	}
 	b := &built{snap: &cache.Snapshot{}, versions: Versions{}}
 	for _, typeURL := range servedTypes {
 		items := s[typeURL]
-		v, err := typeVersion(items)
+		v, err := h.typeVersion(items)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", TypeName(typeURL), err)
 		}

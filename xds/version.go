@@ -63,23 +63,49 @@ func canonicalize(m protoreflect.Message) error {
 	return err
 }
 
-// typeVersion is the content hash of one type's resources: name and
-// deterministic encoding of each, in name order. Equal content, equal version;
-// so an unchanged type is never re-sent.
-func typeVersion(items map[string]types.Resource) (string, error) {
+// hasher computes content hashes of resources, each distinct resource
+// (by pointer) once. Units of one update share their Secrets (see
+// envoy.Translator), and a trust Secret can hold tens of MB of CRL: without
+// this, every unit's check and the merged snapshot would each marshal it
+// again. Resources are immutable once built, so the pointer identifies the
+// content for the life of a hasher; use one per update.
+type hasher struct {
+	sums map[types.Resource][sha256.Size]byte
+}
+
+func newHasher() *hasher { return &hasher{sums: map[types.Resource][sha256.Size]byte{}} }
+
+// sum is the sha256 of r's deterministic encoding.
+func (h *hasher) sum(r types.Resource) ([sha256.Size]byte, error) {
+	if s, ok := h.sums[r]; ok {
+		return s, nil
+	}
+	b, err := deterministic.Marshal(r)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	s := sha256.Sum256(b)
+	h.sums[r] = s
+	return s, nil
+}
+
+// typeVersion is the content hash of one type's resources: the name and the
+// hash of the deterministic encoding of each, in name order. Equal content,
+// equal version; so an unchanged type is never re-sent.
+func (h *hasher) typeVersion(items map[string]types.Resource) (string, error) {
 	names := make([]string, 0, len(items))
 	for n := range items {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	h := sha256.New()
+	d := sha256.New()
 	for _, n := range names {
-		b, err := deterministic.Marshal(items[n])
+		s, err := h.sum(items[n])
 		if err != nil {
 			return "", fmt.Errorf("encode %s: %w", n, err)
 		}
-		fmt.Fprintf(h, "%d:%s%d:", len(n), n, len(b))
-		h.Write(b)
+		fmt.Fprintf(d, "%d:%s", len(n), n)
+		d.Write(s[:])
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8]), nil
+	return hex.EncodeToString(d.Sum(nil)[:8]), nil
 }

@@ -25,31 +25,17 @@ func (v *Verifier) verifyChain(peer []*x509.Certificate) *Failure {
 	}
 	// BoringSSL compares times in whole seconds (time_t).
 	now := v.now().Truncate(time.Second)
-	inters := v.inters.Clone()
-	for _, c := range peer[1:] {
-		if c != nil {
-			inters.AddCert(c)
+	// Path building and signature checks depend only on the presented
+	// bytes, this Verifier's roots and the time: a chain verified before
+	// is reused while now stays inside its validity window. Everything
+	// below (depth, CA key usage, CRLs) runs on every handshake.
+	key := chainKey(peer)
+	chains := v.chains.get(key, now)
+	if chains == nil {
+		var f *Failure
+		if chains, f = v.buildChains(leaf, peer, now, key); f != nil {
+			return f
 		}
-	}
-	opts := x509.VerifyOptions{Roots: v.roots, Intermediates: inters, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{v.keyUsage}}
-	chains, err := leaf.Verify(opts)
-	if err != nil {
-		if !timeMayExplain(err) {
-			return classify(err, peer, now)
-		}
-		tchains, terr := v.verifyIgnoringTime(leaf, peer, opts)
-		if tchains == nil {
-			tchains = v.buildIgnoringTime(leaf, peer)
-		}
-		switch {
-		case tchains == nil && terr != nil:
-			return classify(terr, peer, now)
-		case tchains == nil:
-			return classify(err, peer, now)
-		case !v.allowExpired:
-			return timeFailure(tchains[0], now)
-		}
-		chains = tchains
 	}
 	var keep [][]*x509.Certificate
 	for _, ch := range chains {
@@ -89,6 +75,40 @@ func (v *Verifier) verifyChain(peer []*x509.Certificate) *Failure {
 		}
 	}
 	return first
+}
+
+// buildChains builds and verifies the paths from leaf to a trust anchor at
+// now, and caches them when they verify as they are (not through
+// allow_expired_certificate's time probes: those are rare and not cached).
+func (v *Verifier) buildChains(leaf *x509.Certificate, peer []*x509.Certificate, now time.Time, key [32]byte) ([][]*x509.Certificate, *Failure) {
+	inters := v.inters.Clone()
+	for _, c := range peer[1:] {
+		if c != nil {
+			inters.AddCert(c)
+		}
+	}
+	opts := x509.VerifyOptions{Roots: v.roots, Intermediates: inters, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{v.keyUsage}}
+	chains, err := leaf.Verify(opts)
+	if err == nil {
+		v.chains.put(key, chains)
+		return chains, nil
+	}
+	if !timeMayExplain(err) {
+		return nil, classify(err, peer, now)
+	}
+	tchains, terr := v.verifyIgnoringTime(leaf, peer, opts)
+	if tchains == nil {
+		tchains = v.buildIgnoringTime(leaf, peer)
+	}
+	switch {
+	case tchains == nil && terr != nil:
+		return nil, classify(terr, peer, now)
+	case tchains == nil:
+		return nil, classify(err, peer, now)
+	case !v.allowExpired:
+		return nil, timeFailure(tchains[0], now)
+	}
+	return tchains, nil
 }
 
 // checkCRLs applies CRL_CHECK (leaf) or CRL_CHECK|CRL_CHECK_ALL (every

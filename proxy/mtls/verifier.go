@@ -52,6 +52,10 @@ type Verifier struct {
 	// keyUsage is the EKU the leaf must allow: clientAuth. The limbo test
 	// sets serverAuth for SERVER cases.
 	keyUsage x509.ExtKeyUsage
+
+	// chains caches verified paths (see chainCache); it dies with the
+	// Verifier, so a trust or CRL change starts afresh.
+	chains *chainCache
 }
 
 // NewVerifier compiles vc for a listener whose DownstreamTlsContext has
@@ -61,7 +65,7 @@ type Verifier struct {
 // refuses (crl, SAN matchers or allow_expired_certificate without trusted_ca,
 // bad PEM, malformed pins, unknown enum values).
 func NewVerifier(vc *tlsv3.CertificateValidationContext, requireClientCert bool, opts Options) (*Verifier, error) {
-	v := &Verifier{now: opts.Now, keyUsage: x509.ExtKeyUsageClientAuth, maxDepth: defaultMaxDepth}
+	v := &Verifier{now: opts.Now, keyUsage: x509.ExtKeyUsageClientAuth, maxDepth: defaultMaxDepth, chains: newChainCache(chainCacheSize)}
 	if v.now == nil {
 		v.now = time.Now
 	}
