@@ -157,7 +157,7 @@ loop:
 		case err := <-errc:
 			errc = nil
 			if err != nil && !errors.Is(err, context.Canceled) {
-				runErr = fmt.Errorf("xds client: %w", err)
+				runErr = err // already says "xds client: ..."
 				break loop
 			}
 		case now := <-sweep.C:

@@ -161,6 +161,10 @@ func listenUnix(path string) (net.Listener, error) {
 	return &unixListener{UnixListener: lis, path: path}, nil
 }
 
+// Addr reports the socket's final path, not the temporary name it was bound
+// under, so logs name the socket clients dial.
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 // removeStaleSocket removes path if it is a socket nobody accepts on.
 func removeStaleSocket(path string) error {
 	fi, err := os.Lstat(path)

@@ -149,7 +149,7 @@ func initDir(dir string, o initOptions, now time.Time) error {
 	if _, err := d.Revoke(mallory.Cert, now); err != nil {
 		return err
 	}
-	crl, err := d.SignCRL(now, 30*24*time.Hour)
+	crl, err := d.SignCRL(now, 90*24*time.Hour)
 	if err != nil {
 		return err
 	}

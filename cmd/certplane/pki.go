@@ -503,7 +503,7 @@ func clientFiles(dir, name string, ca *pki.CA, leaf *pki.Leaf, password string) 
 func crlFlags(fs *flag.FlagSet) (caDir, crlOut *string, next *durationFlag) {
 	caDir = fs.String("ca", "", "CA directory whose CRL this is (required)")
 	crlOut = fs.String("crl-out", "", "CRL file to write, PEM, e.g. certs/trust/<store>/ca.crl (required)")
-	next = &durationFlag{d: 30 * 24 * time.Hour}
+	next = &durationFlag{d: 90 * 24 * time.Hour}
 	fs.Var(next, "next-update", "time until the CRL's nextUpdate; rerun 'pki crl' before then, an expired CRL fails closed")
 	return caDir, crlOut, next
 }
