@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
 		continue
 	fi
 	echo "=== $pkg $name ($fuzztime)"
-	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 1s "$pkg"; then
 		echo "--- FAIL: $pkg $name: the failing input is in $pkg/testdata/fuzz/$name/" >&2
 		failed=1
 	fi
