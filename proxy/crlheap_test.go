@@ -4,6 +4,7 @@ import (
 	"math/big"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -14,7 +15,8 @@ import (
 // HeapInuse after GC once the listener serves. It is a measurement, not a
 // gate: set CERTPLANE_CRL_HEAP_SERIALS=200000 to run it (building the CRL
 // takes seconds). The ADS server in the same process holds its own copy of
-// the Secret's PEM in both runs.
+// the Secret's PEM in both runs. CERTPLANE_CRL_HEAP_PROFILE=file writes a
+// heap profile of the large run.
 func TestCRLHeapGrowth(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("CERTPLANE_CRL_HEAP_SERIALS"))
 	if n <= 0 {
@@ -45,6 +47,16 @@ func TestCRLHeapGrowth(t *testing.T) {
 		runtime.GC()
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
+		if f := os.Getenv("CERTPLANE_CRL_HEAP_PROFILE"); f != "" && serials > 1 {
+			out, err := os.Create(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			if err := pprof.WriteHeapProfile(out); err != nil {
+				t.Fatal(err)
+			}
+		}
 		return ms.HeapInuse, pemLen
 	}
 	base, _ := heap(1)

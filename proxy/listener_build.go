@@ -142,12 +142,12 @@ func (b *builder) downstreamTLS(c *chainState, dtc *tlsv3.DownstreamTlsContext) 
 			c.leaf, c.certName = sec.keyPair.Leaf, sc.GetName()
 		}
 	}
-	vc, err := b.validationContext(ctc)
+	vc, crls, err := b.validationContext(ctc)
 	if err != nil {
 		return err
 	}
 	if vc != nil {
-		v, err := b.verifier(vc, dtc.GetRequireClientCertificate().GetValue())
+		v, err := b.verifier(vc, crls, dtc.GetRequireClientCertificate().GetValue())
 		if err != nil {
 			return fmt.Errorf("common_tls_context validation context: %w", err)
 		}
@@ -166,40 +166,41 @@ func (b *builder) downstreamTLS(c *chainState, dtc *tlsv3.DownstreamTlsContext) 
 
 // validationContext returns the effective validation context, merged as
 // Envoy merges default_validation_context with the SDS one; nil when client
-// certificates are off.
-func (b *builder) validationContext(ctc *tlsv3.CommonTlsContext) (*tlsv3.CertificateValidationContext, error) {
+// certificates are off. crls is the SDS Secret's parsed crl, if any, for the
+// verifier to reuse rather than parse again.
+func (b *builder) validationContext(ctc *tlsv3.CommonTlsContext) (vc *tlsv3.CertificateValidationContext, crls *mtls.CRLSet, err error) {
 	var def *tlsv3.CertificateValidationContext
 	var sds *tlsv3.SdsSecretConfig
 	switch {
 	case ctc.GetValidationContext() != nil:
-		return ctc.GetValidationContext(), nil
+		return ctc.GetValidationContext(), nil, nil
 	case ctc.GetCombinedValidationContext() != nil:
 		cvc := ctc.GetCombinedValidationContext()
 		def, sds = cvc.GetDefaultValidationContext(), cvc.GetValidationContextSdsSecretConfig()
 		if sds == nil {
-			return nil, errors.New("common_tls_context.combined_validation_context.validation_context_sds_secret_config is missing")
+			return nil, nil, errors.New("common_tls_context.combined_validation_context.validation_context_sds_secret_config is missing")
 		}
 	case ctc.GetValidationContextSdsSecretConfig() != nil:
 		sds = ctc.GetValidationContextSdsSecretConfig()
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err := checkSDS(sds); err != nil {
-		return nil, fmt.Errorf("validation_context_sds_secret_config: %w", err)
+		return nil, nil, fmt.Errorf("validation_context_sds_secret_config: %w", err)
 	}
 	sec := b.secrets[sds.GetName()]
 	if sec == nil {
-		return nil, &missingError{"secret " + sds.GetName()}
+		return nil, nil, &missingError{"secret " + sds.GetName()}
 	}
 	if sec.vc == nil {
-		return nil, fmt.Errorf("secret %q holds no validation_context", sds.GetName())
+		return nil, nil, fmt.Errorf("secret %q holds no validation_context", sds.GetName())
 	}
-	return mtls.MergeValidationContext(def, sec.vc), nil
+	return mtls.MergeValidationContext(def, sec.vc), sec.crls, nil
 }
 
 // verifier returns a verifier for vc, reusing the previous state's when the
 // inputs are identical so live connections are rechecked only on change.
-func (b *builder) verifier(vc *tlsv3.CertificateValidationContext, require bool) (*mtls.Verifier, error) {
+func (b *builder) verifier(vc *tlsv3.CertificateValidationContext, crls *mtls.CRLSet, require bool) (*mtls.Verifier, error) {
 	key := fmt.Sprintf("%t|%s", require, protoHash(vc))
 	if v := b.next.verifiers[key]; v != nil {
 		return v, nil
@@ -208,7 +209,9 @@ func (b *builder) verifier(vc *tlsv3.CertificateValidationContext, require bool)
 		b.next.verifiers[key] = v
 		return v, nil
 	}
-	v, err := mtls.NewVerifier(vc, require, b.mtlsOptions)
+	opts := b.mtlsOptions
+	opts.CRLs = crls // used only if vc's crl is exactly what it was parsed from
+	v, err := mtls.NewVerifier(vc, require, opts)
 	if err != nil {
 		return nil, err
 	}

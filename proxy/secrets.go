@@ -9,6 +9,8 @@ import (
 	"time"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/certplane/certplane/proxy/mtls"
 )
 
 // secret is one parsed SDS Secret: a key pair or a validation context.
@@ -19,7 +21,10 @@ type secret struct {
 	// vc is set for validation_context secrets, with its parsed contents.
 	vc    *tlsv3.CertificateValidationContext
 	roots []*x509.Certificate
-	crls  []*x509.RevocationList
+	// crls is vc's crl, parsed once for status, upstream checks and the
+	// listeners' verifiers (mtls.Options.CRLs): the full parsed
+	// x509.RevocationList is not kept (about 300 bytes per serial).
+	crls *mtls.CRLSet
 }
 
 // parseSecret parses and checks a Secret as Envoy would before accepting it.
@@ -51,7 +56,7 @@ func parseSecret(s *tlsv3.Secret) (*secret, error) {
 		if err != nil {
 			return nil, fmt.Errorf("validation_context.trusted_ca: %w", err)
 		}
-		crls, err := parseCRLs(vc.GetCrl().GetInlineBytes())
+		crls, err := mtls.ParseCRLs(vc.GetCrl().GetInlineBytes())
 		if err != nil {
 			return nil, fmt.Errorf("validation_context.crl: %w", err)
 		}
@@ -87,38 +92,12 @@ func parseCerts(data []byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
-	if len(data) == 0 {
-		return nil, nil
-	}
-	var out []*x509.RevocationList
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "X509 CRL" {
-			continue
-		}
-		c, err := x509.ParseRevocationList(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("CRL %d: %w", len(out)+1, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM X509 CRL block found")
-	}
-	return out, nil
-}
-
 // expiry reports the certificate's NotAfter, or the earliest CRL NextUpdate.
 func (s *secret) expiry() (certNotAfter time.Time, crlNextUpdate time.Time) {
 	if s.keyPair != nil {
 		certNotAfter = s.keyPair.Leaf.NotAfter
 	}
-	for _, c := range s.crls {
+	for _, c := range s.crls.Info() {
 		if crlNextUpdate.IsZero() || c.NextUpdate.Before(crlNextUpdate) {
 			crlNextUpdate = c.NextUpdate
 		}

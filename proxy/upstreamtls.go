@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,6 +11,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/certplane/certplane/proxy/mtls"
 )
 
 const tlsTransportSocket = "envoy.transport_sockets.tls"
@@ -168,7 +169,7 @@ func upstreamVerifier(sec *secret, sanDNS []string) func(tls.ConnectionState) er
 		if len(sanDNS) > 0 && !matchesAnyDNS(cs.PeerCertificates[0], sanDNS) {
 			return fmt.Errorf("upstream certificate %q matches none of the DNS names %q", cs.PeerCertificates[0].Subject, sanDNS)
 		}
-		if len(sec.crls) == 0 {
+		if sec.crls.Len() == 0 {
 			return nil
 		}
 		return checkChainCRLs(chains[0], sec.crls, leafOnly, time.Now())
@@ -177,30 +178,22 @@ func upstreamVerifier(sec *secret, sanDNS []string) func(tls.ConnectionState) er
 
 // checkChainCRLs checks every certificate but the anchor against its
 // issuer's CRL.
-func checkChainCRLs(chain []*x509.Certificate, crls []*x509.RevocationList, leafOnly bool, now time.Time) error {
+func checkChainCRLs(chain []*x509.Certificate, crls *mtls.CRLSet, leafOnly bool, now time.Time) error {
 	n := len(chain) - 1
 	if leafOnly {
 		n = 1
 	}
 	for i := 0; i < n && i+1 < len(chain); i++ {
 		cert, issuer := chain[i], chain[i+1]
-		var crl *x509.RevocationList
-		for _, c := range crls {
-			if bytes.Equal(c.RawIssuer, issuer.RawSubject) && c.CheckSignatureFrom(issuer) == nil {
-				crl = c
-				break
-			}
-		}
-		if crl == nil {
+		found, nextUpdate, revoked := crls.Lookup(issuer, cert.SerialNumber)
+		if !found {
 			return fmt.Errorf("upstream certificate %q: no CRL for issuer %q", cert.Subject, issuer.Subject)
 		}
-		if !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate) {
-			return fmt.Errorf("upstream certificate %q: CRL of %q expired at %s", cert.Subject, issuer.Subject, crl.NextUpdate.Format(time.RFC3339))
+		if !nextUpdate.IsZero() && now.After(nextUpdate) {
+			return fmt.Errorf("upstream certificate %q: CRL of %q expired at %s", cert.Subject, issuer.Subject, nextUpdate.Format(time.RFC3339))
 		}
-		for _, e := range crl.RevokedCertificateEntries {
-			if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
-				return fmt.Errorf("upstream certificate %q (serial %s) is revoked", cert.Subject, cert.SerialNumber)
-			}
+		if revoked {
+			return fmt.Errorf("upstream certificate %q (serial %s) is revoked", cert.Subject, cert.SerialNumber)
 		}
 	}
 	return nil

@@ -51,8 +51,10 @@ func (p *Proxy) addView(s *Status, st *state, now time.Time) {
 		for _, ca := range sec.roots {
 			ts.CAs = append(ts.CAs, admin.CertificateOf(ca, ""))
 		}
-		for _, rl := range sec.crls {
-			ts.CRLs = append(ts.CRLs, admin.CRLOf(rl))
+		for _, rl := range sec.crls.Info() {
+			// admin.CRLOf's fields, from the reduced parse.
+			ts.CRLs = append(ts.CRLs, admin.CRL{Issuer: rl.Issuer, Number: rl.Number,
+				ThisUpdate: rl.ThisUpdate.UTC(), NextUpdate: rl.NextUpdate.UTC(), Revoked: rl.Revoked})
 		}
 		s.TrustStores = append(s.TrustStores, ts)
 	}
@@ -103,9 +105,9 @@ func (p *Proxy) expiryItems(st *state) []admin.Expiry {
 			for _, ca := range sec.roots {
 				out = append(out, admin.Expiry{Kind: admin.KindCA, Name: name, Subject: ca.Subject.String(), At: ca.NotAfter})
 			}
-			for _, rl := range sec.crls {
+			for _, rl := range sec.crls.Info() {
 				if !rl.NextUpdate.IsZero() {
-					out = append(out, admin.Expiry{Kind: admin.KindCRL, Name: name, Subject: rl.Issuer.String(), At: rl.NextUpdate})
+					out = append(out, admin.Expiry{Kind: admin.KindCRL, Name: name, Subject: rl.Issuer, At: rl.NextUpdate})
 				}
 			}
 		}

@@ -19,14 +19,17 @@ var (
 )
 
 // crl is one parsed CRL, reduced to what verification needs. The revoked
-// serials live in a map, so a lookup costs the same for 10 or 10^6 entries;
-// the parsed entry list is dropped after indexing.
+// serials live in a packed hash set (serialSet), so a lookup costs the same
+// for 10 or 10^6 entries; the parsed entry list is dropped after indexing.
 type crl struct {
-	rawIssuer  []byte
-	issuerName string // RFC 2253, for messages
-	thisUpdate time.Time
-	nextUpdate time.Time // zero: none
-	revoked    map[string]struct{}
+	rawIssuer    []byte
+	issuerName   string // RFC 2253, for messages
+	issuerString string // pkix.Name.String form, for status (CRLInfo)
+	number       string // CRL number, decimal; "" when absent
+	entries      int    // revoked entries listed (duplicates counted)
+	thisUpdate   time.Time
+	nextUpdate   time.Time // zero: none
+	revoked      *serialSet
 	// unusable, when set, says why BoringSSL would refuse this CRL once
 	// selected (unhandled critical extension, indirect or partitioned CRL).
 	unusable string
@@ -34,22 +37,15 @@ type crl struct {
 	onlyCA   bool
 	dpURIs   []string // IDP distributionPoint fullName URIs
 	hasDP    bool
-	list     *x509.RevocationList // signature material only
+	list     *x509.RevocationList // signature material only (it keeps the DER: RawTBSRevocationList)
 
 	mu    sync.Mutex
 	sigOK map[[32]byte]bool // issuer SPKI hash -> signature verifies
 }
 
-// serialKey is the map key for a serial number: sign and magnitude bytes.
-func serialKey(n *big.Int) string {
-	if n == nil {
-		return ""
-	}
-	if n.Sign() < 0 {
-		return "-" + string(n.Bytes())
-	}
-	return string(n.Bytes())
-}
+// serialKey is the index key of a serial number: sign and magnitude bytes
+// (see appendSerialKey).
+func serialKey(n *big.Int) string { return string(appendSerialKey(nil, n)) }
 
 type issuingDistributionPoint struct {
 	DistributionPoint asn1.RawValue  `asn1:"optional,tag:0"`
@@ -67,12 +63,16 @@ func newCRL(der []byte) (*crl, error) {
 		return nil, err
 	}
 	c := &crl{
-		rawIssuer:  rl.RawIssuer,
-		issuerName: rfc2253(rl.RawIssuer),
-		thisUpdate: rl.ThisUpdate,
-		nextUpdate: rl.NextUpdate,
-		revoked:    make(map[string]struct{}, len(rl.RevokedCertificateEntries)),
-		sigOK:      map[[32]byte]bool{},
+		rawIssuer:    rl.RawIssuer,
+		issuerName:   rfc2253(rl.RawIssuer),
+		issuerString: rl.Issuer.String(),
+		entries:      len(rl.RevokedCertificateEntries),
+		thisUpdate:   rl.ThisUpdate,
+		nextUpdate:   rl.NextUpdate,
+		sigOK:        map[[32]byte]bool{},
+	}
+	if rl.Number != nil {
+		c.number = rl.Number.String()
 	}
 	for _, ext := range rl.Extensions {
 		switch {
@@ -87,6 +87,7 @@ func newCRL(der []byte) (*crl, error) {
 			c.unusable = fmt.Sprintf("unhandled critical CRL extension %s", ext.Id)
 		}
 	}
+	serials := make([]*big.Int, 0, len(rl.RevokedCertificateEntries))
 	for _, e := range rl.RevokedCertificateEntries {
 		for _, ext := range e.Extensions {
 			if ext.Critical && c.unusable == "" {
@@ -96,8 +97,9 @@ func newCRL(der []byte) (*crl, error) {
 				}
 			}
 		}
-		c.revoked[serialKey(e.SerialNumber)] = struct{}{}
+		serials = append(serials, e.SerialNumber)
 	}
+	c.revoked = newSerialSet(serials)
 	rl.RevokedCertificateEntries = nil
 	//lint:ignore SA1019 drop the deprecated mirror of the entries too
 	rl.RevokedCertificates = nil
@@ -145,8 +147,7 @@ func (c *crl) parseIDP(der []byte) error {
 
 // isRevoked is the O(1) lookup.
 func (c *crl) isRevoked(serial *big.Int) bool {
-	_, ok := c.revoked[serialKey(serial)]
-	return ok
+	return c.revoked.contains(serial)
 }
 
 // covers reports whether the CRL's scope includes cert (BoringSSL

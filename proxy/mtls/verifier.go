@@ -1,6 +1,7 @@
 package mtls
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,11 @@ import (
 type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CRLs, when set and parsed (ParseCRLs) from exactly the bytes of the
+	// validation context's crl field, is used instead of parsing them
+	// again: a CRL of a million serials takes seconds and hundreds of MB
+	// to parse. Its CRLs are shared, not copied.
+	CRLs *CRLSet
 }
 
 // defaultMaxDepth is Envoy's documented default for max_verify_depth.
@@ -103,7 +109,11 @@ func NewVerifier(vc *tlsv3.CertificateValidationContext, requireClientCert bool,
 		if !v.hasCA {
 			return nil, errors.New("validation context: Failed to load CRL from <inline> without trusted CA")
 		}
-		if err := v.loadCRLs(crlPEM, "crl"); err != nil {
+		if s := opts.CRLs; s != nil && len(s.crls) > 0 && bytes.Equal(s.pem, crlPEM) {
+			for _, c := range s.crls {
+				v.crls.add(c)
+			}
+		} else if err := v.loadCRLs(crlPEM, "crl"); err != nil {
 			return nil, err
 		}
 		v.crlCheck = true
