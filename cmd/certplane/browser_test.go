@@ -180,6 +180,7 @@ func startDemo(t *testing.T) *demoSetup {
 	if err := initDir(d.dir, initOptions{listen: d.listen, backends: backends}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	expiringCRL(t, d.dir)
 	var errOut lockedBuffer
 	done := make(chan error, 1)
 	go func() {
@@ -316,8 +317,8 @@ func TestBrowserStatusPage(t *testing.T) {
 			t.Errorf("status page DOM lacks %q (DOM saved in %s)", want, dir)
 		}
 	}
-	// The init CRL is valid for 30 days: inside the default threshold, so
-	// listed as expiring; the server certificate (1 year) is not.
+	// The CRL was renewed for 20 days (expiringCRL): inside the default
+	// threshold, so listed as expiring; the server certificate (1 year) is not.
 	if !regexp.MustCompile(`<tr class="expiring-row expiring"><td><span class="badge warn">CRL nextUpdate</span></td><td>trust/clients</td>`).MatchString(dom) {
 		t.Errorf("status page does not list the CRL as expiring (DOM saved in %s)", dir)
 	}
@@ -334,6 +335,7 @@ func TestBrowserServeStatusPage(t *testing.T) {
 	if err := initDir(dir, initOptions{listen: "127.0.0.1:8443", backends: defaultInitBackends}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	expiringCRL(t, dir)
 	admin := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -541,7 +543,7 @@ func TestProxyStatusView(t *testing.T) {
 	for _, section := range []string{"proxy", "control_plane"} {
 		exp, _ := dig(doc, section, "expiring").([]any)
 		if len(exp) != 1 || dig(exp[0], "kind") != "crl" || dig(exp[0], "state") != "expiring" || dig(exp[0], "name") != "trust/clients" {
-			t.Errorf("%s expiring = %v, want the init CRL (30 days) only", section, exp)
+			t.Errorf("%s expiring = %v, want the 20-day CRL only", section, exp)
 		}
 	}
 	resp, err := http.Get("http://" + d.admin + "/metrics")
@@ -603,4 +605,13 @@ func (d *demoSetup) alignTurn(t *testing.T, authority string) {
 			t.Fatalf("alice: %v", err)
 		}
 	}
+}
+
+// expiringCRL renews the example's CRL with a nextUpdate 20 days away, inside
+// the default 30-day expiry warning, so the pages have an expiring item to
+// show (init's own CRL lasts 90 days and does not warn).
+func expiringCRL(t *testing.T, dir string) {
+	t.Helper()
+	mustCLI(t, "pki", "crl", "--ca", filepath.Join(dir, "pki"),
+		"--crl-out", filepath.Join(dir, "certs/trust/clients/ca.crl"), "--next-update", "20d")
 }
