@@ -440,6 +440,21 @@ func badInputCases() []loadCase {
 			present: []string{"other", "web"},
 		},
 		{
+			name: "full-chain CRL checking with many CAs lacking a CRL is one warning per listener",
+			mutate: func(t *testing.T, f *fixture) {
+				var pems [][]byte
+				for i := range 7 {
+					pems = append(pems, pkitest.NewCA(t, fmt.Sprintf("Partner %d", i+1)).CertPEM())
+				}
+				f.tr.Trust("clients", "partners.pem", pems...)
+			},
+			want: func(f *fixture) []string { return nil },
+			warn: func(f *fixture) []string {
+				return []string{`web| $ROOT/certs/trust/clients: listener "web" checks CRLs for the full chain, but 7 CAs have no CRL in trust store "clients" (CN=Partner 1; CN=Partner 2; CN=Partner 3; CN=Partner 4; CN=Partner 5; and 2 more): every client certificate under them will be refused (unable to get CRL); add their CRLs or set crl: leaf_only`}
+			},
+			present: []string{"other", "web"},
+		},
+		{
 			name: "v1 self-signed root in a trust store is a warning",
 			mutate: func(t *testing.T, f *fixture) {
 				v1 := opensslV1Root(t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/certplane/certplane/proxy/mtls"
@@ -22,6 +23,11 @@ type builder struct {
 	runtimes map[string]*clusterRuntime
 	// problems collects per-resource errors that kept a previous version.
 	problems map[string]string
+	// parsedBytes is the wire size of the Secrets parsed anew (see
+	// Proxy.Update).
+	parsedBytes int
+	// validated holds Secrets already parsed by Validate (see Proxy).
+	validated map[*tlsv3.Secret]*secret
 }
 
 // build makes the next state. A listener or cluster that cannot be built
@@ -37,7 +43,11 @@ func (b *builder) build(res client.Resources) *state {
 			b.next.secrets[name] = old
 			continue
 		}
-		ps, err := parseSecret(s)
+		b.parsedBytes += proto.Size(s)
+		ps, err := b.validated[s], error(nil)
+		if ps == nil {
+			ps, err = parseSecret(s)
+		}
 		if err != nil {
 			b.problems["secret/"+name] = err.Error()
 			if old := b.prev.secrets[name]; old != nil {

@@ -18,10 +18,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httputil"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/admin"
@@ -67,6 +69,10 @@ type Proxy struct {
 	mtlsOptions mtls.Options
 
 	state atomic.Pointer[state]
+	// validated hands the Secrets the last Validate parsed to the Update
+	// that follows, keyed by message identity, so a 1,000,000-serial CRL
+	// is parsed once per update, not twice.
+	validated atomic.Pointer[map[*tlsv3.Secret]*secret]
 	// status is what /status shows, rebuilt on every update.
 	status    atomic.Pointer[Status]
 	connected atomic.Bool
@@ -199,6 +205,9 @@ func (p *Proxy) Update(res client.Resources) {
 	}
 	prev := p.state.Load()
 	b := &builder{prev: prev, runtimes: p.runtimes, mtlsOptions: p.mtlsOptions}
+	if v := p.validated.Swap(nil); v != nil {
+		b.validated = *v
+	}
 	next := b.build(res)
 	p.state.Store(next)
 	p.reconcileClusters(next)
@@ -211,9 +220,21 @@ func (p *Proxy) Update(res client.Resources) {
 	for _, k := range sortedKeys(next.warming) {
 		p.log.Info("listener warming", "listener", k, "waiting_for", next.warming[k])
 	}
+	if b.parsedBytes > largeSecretBytes {
+		// Parsing a CRL of 1,000,000 serials leaves about 1 GB of garbage
+		// (the Secret's PEM, its DER, x509's entries) that the runtime's
+		// background scavenger would hand back to the OS over minutes:
+		// return it now, once per large update, before the status says
+		// the update is served. Handshakes do not wait: they read state.
+		debug.FreeOSMemory()
+	}
 	p.status.Store(p.buildStatus(next, b.problems))
 	p.checkExpiry(time.Now())
 }
+
+// largeSecretBytes is the wire size of newly parsed Secrets above which an
+// update returns its garbage to the OS at once.
+const largeSecretBytes = 8 << 20
 
 // reconcileClusters starts, restarts and stops health checkers, and drops
 // the runtimes of removed clusters.

@@ -72,6 +72,15 @@ func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
+	if newSecrets != nil {
+		parsed := make(map[*tlsv3.Secret]*secret, len(newSecrets))
+		for _, r := range resources {
+			if m, ok := r.(*tlsv3.Secret); ok && newSecrets[m.GetName()] != nil {
+				parsed[m] = newSecrets[m.GetName()]
+			}
+		}
+		p.validated.Store(&parsed)
+	}
 	return nil
 }
 

@@ -171,6 +171,7 @@ func (cp *ControlPlane) Reload(ctx context.Context) (Result, error) {
 	cp.metrics.reload(res, len(m.Problems), err)
 	cp.logProblems(m, res)
 	cp.checkExpiry()
+	releaseMemory(m)
 	attrs := []any{
 		"pushed", res.Pushed,
 		"duration", time.Since(start).Round(time.Microsecond).String(),

@@ -23,6 +23,7 @@ func (p *Publisher) expiryItems() []admin.Expiry {
 		}
 		byKey[e.Key()] = e
 	}
+	seenStores := map[*admin.TrustStore]bool{}
 	for _, u := range p.lastGood {
 		for _, c := range u.info.listener.Certificates {
 			add(admin.Expiry{Kind: admin.KindServer, Name: c.Name, Subject: c.Subject, File: c.File, At: c.NotAfter})
@@ -31,6 +32,10 @@ func (p *Publisher) expiryItems() []admin.Expiry {
 			add(admin.Expiry{Kind: admin.KindClient, Name: c.Name, Subject: c.Subject, File: c.File, At: c.NotAfter})
 		}
 		for _, ts := range u.info.trust {
+			if seenStores[ts] {
+				continue // shared by the units of one update: walk it once
+			}
+			seenStores[ts] = true
 			name := envoy.TrustSecretName(ts.Name)
 			for _, ca := range ts.CAs {
 				add(admin.Expiry{Kind: admin.KindCA, Name: name, Subject: ca.Subject, At: ca.NotAfter})

@@ -17,8 +17,38 @@ import (
 type unitInfo struct {
 	listener admin.Listener
 	clients  map[string]admin.Certificate // upstream key pairs, by Secret name
-	trust    map[string]*admin.TrustStore // by store name
-	expiry   []expiry                     // every certificate the unit serves
+	// trust is shared, read-only, by every unit of one update that uses the
+	// store (see infoCache).
+	trust  map[string]*admin.TrustStore // by store name
+	expiry []expiry                     // the unit's own server and client certificates
+	// trustExpiry holds its stores' CAs, shared read-only like trust.
+	trustExpiry [][]expiry
+}
+
+// infoCache builds each trust store's status and expiry items once per
+// update: every listener verifying against one store of 10,000 CAs would
+// otherwise hold its own copy of 10,000 certificate summaries.
+type infoCache struct {
+	trust  map[*config.TrustStore]*admin.TrustStore
+	expiry map[*config.TrustStore][]expiry
+}
+
+func newInfoCache() *infoCache {
+	return &infoCache{trust: map[*config.TrustStore]*admin.TrustStore{}, expiry: map[*config.TrustStore][]expiry{}}
+}
+
+func (c *infoCache) store(ts *config.TrustStore) (*admin.TrustStore, []expiry) {
+	if info, ok := c.trust[ts]; ok {
+		return info, c.expiry[ts]
+	}
+	info := trustInfo(ts)
+	secret := envoy.TrustSecretName(ts.Name)
+	exp := make([]expiry, 0, len(ts.CAs))
+	for _, ca := range ts.CAs {
+		exp = append(exp, expiryOf(secret, "ca", ca))
+	}
+	c.trust[ts], c.expiry[ts] = info, exp
+	return info, exp
 }
 
 // expiry is one certificate's end of validity, for the expiry gauge.
@@ -27,7 +57,7 @@ type expiry struct {
 	notAfter                      int64 // Unix seconds
 }
 
-func infoOf(m *config.Model, l *config.Listener) unitInfo {
+func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 	in := unitInfo{
 		listener: admin.Listener{
 			Name:       l.Name,
@@ -83,11 +113,9 @@ func infoOf(m *config.Model, l *config.Listener) unitInfo {
 		if ts == nil || in.trust[s] != nil {
 			continue
 		}
-		in.trust[s] = trustInfo(ts)
-		secret := envoy.TrustSecretName(s)
-		for _, ca := range ts.CAs {
-			in.expiry = append(in.expiry, expiryOf(secret, "ca", ca))
-		}
+		info, exp := cache.store(ts)
+		in.trust[s] = info
+		in.trustExpiry = append(in.trustExpiry, exp)
 	}
 	return in
 }

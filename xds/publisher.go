@@ -125,12 +125,12 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 	var errs []ListenerError
 	// One translator and one hasher per update: units share their Secrets,
 	// and each distinct resource is hashed once (see hasher).
-	tr, h := envoy.NewTranslator(m), newHasher()
+	tr, h, ic := envoy.NewTranslator(m), newHasher(), newInfoCache()
 	for _, l := range m.Listeners {
 		if blocked[l.Name] {
 			continue // the model's contract says this cannot happen; be safe
 		}
-		u, err := p.accept(tr, h, m, l)
+		u, err := p.accept(tr, h, ic, m, l)
 		if err != nil {
 			errs = append(errs, ListenerError{Listener: l.Name, File: l.SourceFile, Err: err})
 			continue
@@ -225,7 +225,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 
 // accept builds and checks one listener's unit on its own, so that a defect
 // in one listener is charged to it rather than failing the whole snapshot.
-func (p *Publisher) accept(tr *envoy.Translator, h *hasher, m *config.Model, l *config.Listener) (*unit, error) {
+func (p *Publisher) accept(tr *envoy.Translator, h *hasher, ic *infoCache, m *config.Model, l *config.Listener) (*unit, error) {
 	set, err := tr.Unit(l)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: translate: %w", l.Name, err)
@@ -241,7 +241,7 @@ func (p *Publisher) accept(tr *envoy.Translator, h *hasher, m *config.Model, l *
 		source: filepath.Clean(l.SourceFile),
 		addr:   l.Address,
 		set:    set,
-		info:   infoOf(m, l),
+		info:   infoOf(ic, m, l),
 	}, nil
 }
 
@@ -363,12 +363,25 @@ func (p *Publisher) expiries() []expiry {
 	defer p.mu.Unlock()
 	seen := map[expiry]bool{}
 	var out []expiry
-	for _, name := range sortedKeys(p.lastGood) {
-		for _, e := range p.lastGood[name].info.expiry {
+	add := func(es []expiry) {
+		for _, e := range es {
 			if !seen[e] {
 				seen[e] = true
 				out = append(out, e)
 			}
+		}
+	}
+	// Units of one update share their stores' slices: walk each once.
+	stores := map[*expiry]bool{}
+	for _, name := range sortedKeys(p.lastGood) {
+		in := p.lastGood[name].info
+		add(in.expiry)
+		for _, es := range in.trustExpiry {
+			if len(es) == 0 || stores[&es[0]] {
+				continue
+			}
+			stores[&es[0]] = true
+			add(es)
 		}
 	}
 	return out
