@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"net/http"
 	"sort"
 	"time"
@@ -99,6 +100,17 @@ func (p *Proxy) Status() Status {
 		}
 	}
 	s.Listeners = ls
+	// Ready as Envoy's init manager: the first Listener and Cluster responses
+	// have arrived, and every listener is warm and bound. The first update
+	// alone is not enough: it may be CDS before LDS, with nothing to serve.
+	if st.res.Versions[resource.ListenerType] == "" || st.res.Versions[resource.ClusterType] == "" {
+		s.Ready = false
+	}
+	for _, l := range ls {
+		if !l.Serving {
+			s.Ready = false
+		}
+	}
 	now := time.Now()
 	cs := make([]ClusterStatus, 0, len(s.Clusters))
 	for _, c := range s.Clusters {

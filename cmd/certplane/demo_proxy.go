@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +31,15 @@ func startDemoProxy(ctx context.Context, dir string, stdout io.Writer) error {
 		"--config", filepath.Join(dir, "config"),
 		"--admin-address", demoAdmin,
 		"--log-level", "warn",
+	}
+	// Refuse at once when another process holds the ports: its /readyz
+	// would otherwise pass for ours.
+	for _, addr := range []string{defaultInitListen, demoAdmin} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s is busy (is another demo or certplane proxy running?): %w", addr, err)
+		}
+		_ = ln.Close()
 	}
 	done := make(chan error, 1)
 	go func() { done <- runProxy(ctx, args, stdout, os.Stderr) }()

@@ -32,7 +32,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // demoPortsFree skips when another process holds the demo's fixed ports.
 func demoPortsFree(t *testing.T) {
 	t.Helper()
-	for _, a := range defaultInitBackends {
+	for _, a := range append([]string{defaultInitListen, demoAdmin}, defaultInitBackends...) {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			t.Skipf("demo port %s is busy: %v", a, err)
