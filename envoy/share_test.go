@@ -5,13 +5,15 @@ import (
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/certplane/certplane/envoy/envoytest"
 )
 
 // TestTranslateSharesSecrets: every unit of one Translate holds the same
 // trust Secret, whose inline bytes are the model's own (no copy per
 // listener), while separate Unit calls still build equal resources.
 func TestTranslateSharesSecrets(t *testing.T) {
-	m := scaledModel(t, 3, 10)
+	m := envoytest.ScaledModel(t, 3, 10)
 	units, err := Translate(m)
 	if err != nil {
 		t.Fatal(err)

@@ -8,13 +8,15 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/certplane/certplane/envoy/envoytest"
 )
 
 // TestPublishedTrustSecretAliasesModel: the served trust Secret is the
 // model's PEM itself (no per-listener or per-snapshot copy), and every
 // listener's unit holds that one Secret.
 func TestPublishedTrustSecretAliasesModel(t *testing.T) {
-	m := benchModel(t, 3, 10)
+	m := envoytest.ScaledModel(t, 3, 10)
 	p := NewPublisher(cache.NewSnapshotCache(true, nodeHash{}, nil), "")
 	if _, err := p.Update(context.Background(), m); err != nil {
 		t.Fatal(err)
@@ -36,7 +38,7 @@ func TestPublishedTrustSecretAliasesModel(t *testing.T) {
 // store of 10,000 CAs, a copy each was gigabytes), and the expiry lists
 // still name each CA once.
 func TestUnitsShareTrustInfo(t *testing.T) {
-	m := benchModel(t, 3, 10)
+	m := envoytest.ScaledModel(t, 3, 10)
 	p := NewPublisher(cache.NewSnapshotCache(true, nodeHash{}, nil), "")
 	if _, err := p.Update(context.Background(), m); err != nil {
 		t.Fatal(err)
