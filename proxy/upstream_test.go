@@ -164,10 +164,14 @@ func TestUpstreamTLSAndMTLS(t *testing.T) {
 			t.Errorf("%s: backend saw client certificate %q, want CN=certplane-proxy", path, got)
 		}
 	}
+	// With TLS 1.3 the client's side of the handshake ends before the server
+	// has judged its (absent) certificate: the refusal then reaches the proxy
+	// either as the server's certificate_required alert or, when the server
+	// closes first, as a closed or reset connection. Both are a 503 here.
 	for _, c := range []struct{ path, err string }{
 		{"/rogue", "certificate signed by unknown authority"},
 		{"/misnamed", `matches none of the DNS names ["backend.internal"]`},
-		{"/nocert", "certificate required"},
+		{"/nocert", "certificate required|closed network connection|connection reset by peer|EOF|broken pipe"},
 	} {
 		code, body, err := get(e.cl, e.base+c.path)
 		if err != nil || code != http.StatusServiceUnavailable || body != "upstream connect error or disconnect/reset before headers" {
@@ -175,7 +179,7 @@ func TestUpstreamTLSAndMTLS(t *testing.T) {
 			continue
 		}
 		lines := e.px.log.find(map[string]string{"msg": "request", "path": c.path, "status": "503"})
-		if len(lines) != 1 || !strings.Contains(fmt.Sprint(lines[0]["upstream_error"]), c.err) {
+		if len(lines) != 1 || !containsAny(fmt.Sprint(lines[0]["upstream_error"]), strings.Split(c.err, "|")) {
 			t.Errorf("%s: request log %v; want one 503 line whose upstream_error mentions %q", c.path, lines, c.err)
 		}
 	}
@@ -385,4 +389,13 @@ func TestStreamIdleTimeoutSlowBody(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil || (errors.As(err, &nerr) && nerr.Timeout()) {
 		t.Errorf("connection still open after the stream timeout: %v", err)
 	}
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
