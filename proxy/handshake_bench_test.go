@@ -2,9 +2,14 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"testing"
+
+	"github.com/certplane/certplane/pki/pkitest"
 )
 
 // BenchmarkMTLSHandshake is one new connection through a real proxy on
@@ -36,6 +41,57 @@ func BenchmarkMTLSHandshake(b *testing.B) {
 				if resp.StatusCode != http.StatusOK || resp.TLS.DidResume || resp.TLS.Version != v.max {
 					b.Fatalf("status %d, resumed %t, version %x", resp.StatusCode, resp.TLS.DidResume, resp.TLS.Version)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandshakeConfig isolates what the proxy adds to each mutual-TLS
+// handshake on the server's side: a per-connection clone of the chain's
+// tls.Config (returned by GetConfigForClient) and, where a client
+// certificate is requested, a key log writer for the precise refusal alert
+// (alert.go). "shared" returns the chain's config itself, as a proxy without
+// per-connection callbacks would. In-process over net.Pipe, TLS 1.3.
+func BenchmarkHandshakeConfig(b *testing.B) {
+	ca := pkitest.NewCA(b, "Bench CA")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	chainCfg := &tls.Config{Certificates: []tls.Certificate{ca.Server("proxy.test").TLS()}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS13}
+	alice := ca.Client("alice").TLS()
+	client := &tls.Config{RootCAs: pool, ServerName: "proxy.test", Certificates: []tls.Certificate{alice}}
+	for _, mode := range []string{"shared", "clone", "clone+keylog"} {
+		b.Run(mode, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c, s := net.Pipe()
+				var keys alertKeys
+				listener := &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+					if mode == "shared" {
+						return chainCfg, nil
+					}
+					cfg := chainCfg.Clone()
+					if mode == "clone+keylog" {
+						cfg.KeyLogWriter = &keys
+					}
+					return cfg, nil
+				}}
+				done := make(chan error, 1)
+				go func() {
+					srv := tls.Server(s, listener)
+					err := srv.Handshake()
+					keys.forget()
+					if err == nil {
+						_, err = srv.Write([]byte{1})
+					}
+					done <- err
+					s.Close()
+				}()
+				cl := tls.Client(c, client)
+				_, err := cl.Read(make([]byte, 1))
+				if err := errors.Join(err, <-done); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
 			}
 		})
 	}
