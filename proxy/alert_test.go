@@ -13,6 +13,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,8 @@ func refusedBy(addr string, m *proxytest.Matrix, c proxytest.Case, version uint1
 
 // opensslAlerts reads the alert with openssl s_client ("SSL alert number
 // N"), for the refusals the issue names, in TLS 1.2 and in TLS 1.3 with
-// each TLS 1.3 cipher suite (each has its own record protection).
+// each TLS 1.3 cipher suite (each has its own record protection) and after
+// a HelloRetryRequest.
 func opensslAlerts(t *testing.T, m *proxytest.Matrix, px *runningProxy) {
 	need(t, "openssl")
 	files := map[string][]byte{"server-ca.pem": m.ServerCA.CertPEM()}
@@ -110,6 +112,8 @@ func opensslAlerts(t *testing.T, m *proxytest.Matrix, px *runningProxy) {
 		for _, s := range suites13 {
 			runs = append(runs, []string{"-tls1_3", "-ciphersuites", s})
 		}
+		// A key share Go does not take: a HelloRetryRequest first.
+		runs = append(runs, []string{"-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", "-groups", "ffdhe2048:P-256", "-msg"})
 		for _, r := range runs {
 			version := uint16(tls.VersionTLS12)
 			if r[0] == "-tls1_3" {
@@ -130,6 +134,9 @@ func opensslAlerts(t *testing.T, m *proxytest.Matrix, px *runningProxy) {
 				}
 				if version == tls.VersionTLS13 && !strings.Contains(string(out), "Cipher is "+r[2]) {
 					t.Errorf("openssl %s: %s was not negotiated:\n%s", strings.Join(args, " "), r[2], out)
+				}
+				if slices.Contains(r, "-groups") && strings.Count(string(out), "ServerHello") != 2 {
+					t.Errorf("openssl %s: no HelloRetryRequest:\n%s", strings.Join(args, " "), out)
 				}
 			})
 		}
