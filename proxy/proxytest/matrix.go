@@ -15,6 +15,7 @@ import (
 
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/proxy/mtls"
 )
 
 // ServerName is the DNS name of the matrix's server certificate.
@@ -45,26 +46,15 @@ type Case struct {
 	// SSL_alert_from_verify_result of the X509_V_ERR its verifier reports,
 	// Envoy's own for SAN and pin mismatches, certificate_required for no
 	// certificate. Zero when accepted.
-	Alert uint8
+	Alert mtls.Alert
 }
-
-// The TLS alert descriptions the matrix expects (RFC 8446 section 6).
-const (
-	AlertHandshakeFailure       uint8 = 40
-	AlertUnsupportedCertificate uint8 = 43
-	AlertCertificateRevoked     uint8 = 44
-	AlertCertificateExpired     uint8 = 45
-	AlertCertificateUnknown     uint8 = 46
-	AlertUnknownCA              uint8 = 48
-	AlertCertificateRequired    uint8 = 116
-)
 
 // AlertFor is the alert the client receives when the handshake negotiated
 // version: certificate_required exists only in TLS 1.3; a TLS 1.2 server
 // (BoringSSL, and Go) sends handshake_failure for a missing certificate.
-func (c Case) AlertFor(version uint16) uint8 {
-	if c.Alert == AlertCertificateRequired && version < tls.VersionTLS13 {
-		return AlertHandshakeFailure
+func (c Case) AlertFor(version uint16) mtls.Alert {
+	if c.Alert == mtls.AlertCertificateRequired && version < tls.VersionTLS13 {
+		return mtls.AlertHandshakeFailure
 	}
 	return c.Alert
 }
@@ -114,7 +104,7 @@ func NewMatrix(tb testing.TB) *Matrix {
 	rootInter := cat(root.CertPEM(), inter.CertPEM())
 	rootRevInter := cat(root.CertPEM(), revokedInter.CertPEM())
 	const aliceURI = "spiffe://example.org/alice"
-	v := func(name string, cas, crls []byte, client *pkitest.Leaf, reason string, alert uint8) Case {
+	v := func(name string, cas, crls []byte, client *pkitest.Leaf, reason string, alert mtls.Alert) Case {
 		return Case{Name: name, Mode: "verify", CAs: cas, CRLs: crls, Client: client, Reason: reason, Alert: alert}
 	}
 	leafOnly := func(c Case) Case { c.LeafOnly = true; return c }
@@ -123,29 +113,29 @@ func NewMatrix(tb testing.TB) *Matrix {
 	configVerify := func(c Case) Case { c.ConfigMode = "verify"; return c }
 	cases := []Case{
 		v("valid", rootCA, rootCRL, alice, "", 0),
-		v("no-cert", rootCA, rootCRL, nil, "no_certificate", AlertCertificateRequired),
-		v("other-ca", rootCA, rootCRL, eve, "unknown_ca", AlertUnknownCA),
-		v("impostor-ca", rootCA, nil, impostor, "unknown_ca", AlertUnknownCA),
-		v("expired", rootCA, rootCRL, expired, "expired", AlertCertificateExpired),
-		v("not-yet-valid", rootCA, rootCRL, future, "not_yet_valid", AlertCertificateExpired),
-		v("revoked", rootCA, rootCRL, mallory, "revoked", AlertCertificateRevoked),
-		v("wrong-eku", rootCA, nil, wrongEKU, "bad_key_usage", AlertUnsupportedCertificate),
-		v("ca-false-intermediate", rootCA, nil, viaNotCA, "unknown_ca", AlertUnknownCA),
+		v("no-cert", rootCA, rootCRL, nil, "no_certificate", mtls.AlertCertificateRequired),
+		v("other-ca", rootCA, rootCRL, eve, "unknown_ca", mtls.AlertUnknownCA),
+		v("impostor-ca", rootCA, nil, impostor, "unknown_ca", mtls.AlertUnknownCA),
+		v("expired", rootCA, rootCRL, expired, "expired", mtls.AlertCertificateExpired),
+		v("not-yet-valid", rootCA, rootCRL, future, "not_yet_valid", mtls.AlertCertificateExpired),
+		v("revoked", rootCA, rootCRL, mallory, "revoked", mtls.AlertCertificateRevoked),
+		v("wrong-eku", rootCA, nil, wrongEKU, "bad_key_usage", mtls.AlertUnsupportedCertificate),
+		v("ca-false-intermediate", rootCA, nil, viaNotCA, "unknown_ca", mtls.AlertUnknownCA),
 		v("intermediate-chain-full-crls", rootInter, cat(rootCRL, interCRL), viaInter, "", 0),
-		v("intermediate-crl-missing-full-chain", rootInter, interCRL, viaInter, "crl_missing", AlertUnknownCA),
+		v("intermediate-crl-missing-full-chain", rootInter, interCRL, viaInter, "crl_missing", mtls.AlertUnknownCA),
 		leafOnly(v("intermediate-crl-missing-leaf-only", rootInter, interCRL, viaInter, "", 0)),
-		leafOnly(v("root-crl-only-leaf-only", rootInter, rootCRL, viaInter, "crl_missing", AlertUnknownCA)),
-		v("revoked-intermediate", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "revoked", AlertCertificateRevoked),
+		leafOnly(v("root-crl-only-leaf-only", rootInter, rootCRL, viaInter, "crl_missing", mtls.AlertUnknownCA)),
+		v("revoked-intermediate", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "revoked", mtls.AlertCertificateRevoked),
 		leafOnly(v("revoked-intermediate-leaf-only", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "", 0)),
 		v("intermediate-as-anchor", inter.CertPEM(), nil, viaInter, "", 0),
-		v("expired-crl", rootCA, lapsingCRL, alice, "crl_expired", AlertCertificateExpired),
+		v("expired-crl", rootCA, lapsingCRL, alice, "crl_expired", mtls.AlertCertificateExpired),
 		san(v("san-allowed", rootCA, nil, alice, "", 0)),
-		san(v("san-miss", rootCA, nil, bob, "san_mismatch", AlertCertificateUnknown)),
-		configVerify(san(mode("optional", v("san-makes-cert-mandatory", rootCA, nil, nil, "no_certificate", AlertCertificateRequired)))),
+		san(v("san-miss", rootCA, nil, bob, "san_mismatch", mtls.AlertCertificateUnknown)),
+		configVerify(san(mode("optional", v("san-makes-cert-mandatory", rootCA, nil, nil, "no_certificate", mtls.AlertCertificateRequired)))),
 		mode("optional", v("optional-no-cert", rootCA, rootCRL, nil, "", 0)),
 		mode("optional", v("optional-valid", rootCA, rootCRL, alice, "", 0)),
-		mode("optional", v("optional-untrusted", rootCA, rootCRL, eve, "unknown_ca", AlertUnknownCA)),
-		mode("optional", v("optional-revoked", rootCA, rootCRL, mallory, "revoked", AlertCertificateRevoked)),
+		mode("optional", v("optional-untrusted", rootCA, rootCRL, eve, "unknown_ca", mtls.AlertUnknownCA)),
+		mode("optional", v("optional-revoked", rootCA, rootCRL, mallory, "revoked", mtls.AlertCertificateRevoked)),
 		{Name: "passthrough-untrusted", Mode: "passthrough", Client: eve},
 		{Name: "passthrough-no-cert", Mode: "passthrough"},
 		{Name: "off", Mode: "off", Client: alice},
