@@ -139,7 +139,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.adminAddr != "" {
 		lis, err := net.Listen("tcp", f.adminAddr)
 		if err != nil {
-			return fmt.Errorf("--admin-address %s: %w", f.adminAddr, err)
+			return fmt.Errorf("--admin-address: %w", err)
 		}
 		h := admin.Handler(admin.Options{Status: status, Ready: ready, Registry: reg, Logger: log.With("component", "admin")})
 		g.start(func() error { return admin.Serve(ctx, lis, h) })
