@@ -37,6 +37,12 @@ type trackedConn struct {
 
 	// peerValues caches per-request renderings of the peer chain.
 	peerValues peerValues
+
+	// keys holds the TLS 1.3 server write secret while the handshake runs,
+	// and alerted is set once refuse wrote the precise refusal alert
+	// (alert.go).
+	keys    alertKeys
+	alerted atomic.Bool
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
@@ -46,6 +52,11 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.alerted.Load() {
+		// The refusal's alert is out; what Go's TLS stack writes after it
+		// (its generic alert) is dropped.
+		return len(b), nil
+	}
 	n, err := c.Conn.Write(b)
 	c.tx.Add(int64(n))
 	return n, err
@@ -66,8 +77,11 @@ func (c *trackedConn) Close() error {
 // handshakeConfig is the listener's tls.Config: every handshake reads the
 // current state, picks the filter chain by SNI, and gets that chain's
 // config with a VerifyConnection bound to this connection, so that the
-// failure reason reaches the connection log. VerifyConnection also runs on
-// resumed sessions, so a resumed session meets today's trust and CRLs.
+// failure reason reaches the connection log and the refusal carries its
+// precise alert (alert.go). VerifyConnection also runs on resumed
+// sessions, so a resumed session meets today's trust and CRLs. The clone
+// keeps the listener's session ticket keys (Go uses the listener config's
+// unless the clone sets its own).
 func (lr *listenerRuntime) handshakeConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -86,6 +100,9 @@ func (lr *listenerRuntime) handshakeConfig() *tls.Config {
 			tc.mu.Unlock()
 			cfg := chain.tls.Clone()
 			v := chain.verifier
+			if cfg.ClientAuth != tls.NoClientCert {
+				cfg.KeyLogWriter = &tc.keys
+			}
 			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 				if v == nil {
 					return nil
@@ -94,6 +111,7 @@ func (lr *listenerRuntime) handshakeConfig() *tls.Config {
 					tc.mu.Lock()
 					tc.failure = f
 					tc.mu.Unlock()
+					tc.refuse(&cs, f.AlertFor(cs.Version))
 					return f
 				}
 				return nil

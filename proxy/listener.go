@@ -146,6 +146,7 @@ func (lr *listenerRuntime) handshake(tc *trackedConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	start := time.Now()
 	err := conn.HandshakeContext(ctx)
+	tc.keys.forget()
 	cancel()
 	cs := conn.ConnectionState()
 	lr.p.logHandshake(lr.name, tc, &cs, err, time.Since(start))

@@ -29,26 +29,7 @@ func uriSAN(exact string) []*tlsv3.SubjectAltNameMatcher {
 // and the logged reason. cmd/certplane runs the same cases through a
 // certplane config and a real control plane, embedded and remote.
 func TestAttackMatrix(t *testing.T) {
-	m := proxytest.NewMatrix(t)
-	b := startBackend(t, "backend")
-	rs := &resourceSet{}
-	rs.add(keyPairSecret("server/proxy", m.Server))
-	rs.add(backendSpec{name: "app", endpoints: []string{b.addr()}}.build()...)
-	for _, c := range m.Cases {
-		l := listenerSpec{name: c.Name, certs: []string{"server/proxy"}, mode: c.Mode, leafOnly: c.LeafOnly, xfcc: true, routes: [][2]string{{"/", "app"}}}
-		if c.SANURI != "" {
-			l.sans = uriSAN(c.SANURI)
-		}
-		if c.CAs != nil {
-			l.trust = "trust/" + c.Name
-			rs.add(trustSecret(l.trust, c.CAs, c.CRLs))
-		}
-		rs.add(l.build()...)
-	}
-	a := startADS(t, "127.0.0.1:0")
-	a.set(rs)
-	px := startProxyClock(t, a.addr, m.Clock)
-	waitHosts(t, px.Proxy, "app", 1)
+	m, px, b := startMatrixProxy(t)
 	for _, c := range m.Cases {
 		t.Run(c.Name, func(t *testing.T) {
 			var cert *tls.Certificate
@@ -87,6 +68,34 @@ func TestAttackMatrix(t *testing.T) {
 			waitFor(t, "log reason "+c.Reason, func() bool { return len(px.log.find(want)) == 1 })
 		})
 	}
+}
+
+// startMatrixProxy serves every case of the attack matrix from one proxy,
+// each on its own listener (own trust store, CRLs and flags), routing to
+// one backend.
+func startMatrixProxy(t *testing.T) (*proxytest.Matrix, *runningProxy, *backend) {
+	t.Helper()
+	m := proxytest.NewMatrix(t)
+	b := startBackend(t, "backend")
+	rs := &resourceSet{}
+	rs.add(keyPairSecret("server/proxy", m.Server))
+	rs.add(backendSpec{name: "app", endpoints: []string{b.addr()}}.build()...)
+	for _, c := range m.Cases {
+		l := listenerSpec{name: c.Name, certs: []string{"server/proxy"}, mode: c.Mode, leafOnly: c.LeafOnly, xfcc: true, routes: [][2]string{{"/", "app"}}}
+		if c.SANURI != "" {
+			l.sans = uriSAN(c.SANURI)
+		}
+		if c.CAs != nil {
+			l.trust = "trust/" + c.Name
+			rs.add(trustSecret(l.trust, c.CAs, c.CRLs))
+		}
+		rs.add(l.build()...)
+	}
+	a := startADS(t, "127.0.0.1:0")
+	a.set(rs)
+	px := startProxyClock(t, a.addr, m.Clock)
+	waitHosts(t, px.Proxy, "app", 1)
+	return m, px, b
 }
 
 func certHash(c *x509.Certificate) string {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,20 +111,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	status := func() any { return admin.Status{Proxy: p.Status()} }
 	ready := p.Ready
-	// Every component reports here; the first failure stops the others.
-	results := make(chan error, 3)
-	errc := make(chan error, 3)
-	go func() {
-		for err := range results {
-			if err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("component stopped", "error", err)
-				cancel()
-			}
-			errc <- err
-		}
-	}()
-	defer close(results)
-	running := 0
+	// Every component runs in g; the first failure stops the others. Each
+	// return path stops and waits for all of them before anything they use
+	// (the embedded control plane's socket directory) goes away.
+	g := &components{cancel: cancel, log: log}
+	cleanup := func() {}
+	defer func() { _ = g.stop(); cleanup() }()
 	if f.xdsAddr != "" {
 		cfg.Target = f.xdsAddr
 		if f.xdsCA != "" || f.xdsCert != "" {
@@ -134,12 +127,11 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.TLS = tc
 		}
 	} else {
-		cp, target, cleanup, err := startEmbedded(ctx, f, reg, log, results)
+		cp, target, done, err := startEmbedded(ctx, f, reg, log, g)
 		if err != nil {
 			return err
 		}
-		defer cleanup()
-		running += 2
+		cleanup = done
 		cfg.Target = target
 		status = func() any { return admin.Status{ControlPlane: cp.Status(), Proxy: p.Status()} }
 		ready = func() bool { return cp.Ready() && p.Ready() }
@@ -150,24 +142,60 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--admin-address: %w", err)
 		}
 		h := admin.Handler(admin.Options{Status: status, Ready: ready, Registry: reg, Logger: log.With("component", "admin")})
-		running++
-		go func() { results <- admin.Serve(ctx, lis, h) }()
+		g.start(func() error { return admin.Serve(ctx, lis, h) })
 		log.Info("admin endpoint", "address", lis.Addr().String())
 	}
 	runErr := p.Run(ctx, cfg)
-	cancel()
-	for ; running > 0; running-- {
-		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
-			runErr = err
-		}
+	if err := g.stop(); err != nil && runErr == nil {
+		runErr = err
 	}
 	return runErr
+}
+
+// components runs the long-lived parts beside the proxy (embedded control
+// plane, xDS server, admin endpoint). There is no results channel to close:
+// stop cancels them all and waits until every one has returned.
+type components struct {
+	cancel context.CancelFunc
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error // the first failure
+}
+
+// start runs fn in the background; an error other than cancellation is
+// logged, kept if it is the first, and stops every other component.
+func (g *components) start(fn func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		err := fn()
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		g.log.Error("component stopped", "error", err)
+		g.mu.Lock()
+		if g.err == nil {
+			g.err = err
+		}
+		g.mu.Unlock()
+		g.cancel()
+	}()
+}
+
+// stop cancels all components, waits for them and returns the first failure.
+func (g *components) stop() error {
+	g.cancel()
+	g.wg.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
 }
 
 // startEmbedded runs the control plane in this process on a private unix
 // socket (mode 0600 in a fresh 0700 directory), so that standalone mode
 // consumes exactly the resources a remote `certplane serve` would send.
-func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, errc chan<- error) (*xds.ControlPlane, string, func(), error) {
+func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, g *components) (*xds.ControlPlane, string, func(), error) {
 	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d})
 	if err != nil {
 		return nil, "", nil, err
@@ -182,8 +210,8 @@ func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, 
 		_ = os.RemoveAll(dir)
 		return nil, "", nil, fmt.Errorf("embedded control plane: %w", err)
 	}
-	go func() { errc <- cp.Run(ctx) }()
-	go func() { errc <- cp.Serve(ctx, lis, creds) }()
+	g.start(func() error { return cp.Run(ctx) })
+	g.start(func() error { return cp.Serve(ctx, lis, creds) })
 	return cp, target, func() { _ = os.RemoveAll(dir) }, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,16 +63,15 @@ func TestProxyMatrixEmbeddedAndRemoteAgree(t *testing.T) {
 	}
 
 	embedded := runMatrixProxy(t, m, byName, xfcc, func(ctx context.Context, reg *prometheus.Registry) (string, func()) {
-		results := make(chan error, 2)
-		_, target, cleanup, err := startEmbedded(ctx, proxyFlags{certs: tr.Certs, config: tr.Config}, reg, discard(), results)
+		ctx, cancel := context.WithCancel(ctx)
+		g := &components{cancel: cancel, log: discard()}
+		_, target, cleanup, err := startEmbedded(ctx, proxyFlags{certs: tr.Certs, config: tr.Config}, reg, discard(), g)
 		if err != nil {
 			t.Fatalf("startEmbedded: %v", err)
 		}
 		return target, func() {
-			for range 2 {
-				if err := <-results; err != nil && !errors.Is(err, context.Canceled) {
-					t.Errorf("embedded control plane: %v", err)
-				}
+			if err := g.stop(); err != nil {
+				t.Errorf("embedded control plane: %v", err)
 			}
 			cleanup()
 		}

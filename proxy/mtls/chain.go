@@ -45,7 +45,8 @@ func (v *Verifier) verifyChain(peer []*x509.Certificate) *Failure {
 	}
 	if len(keep) == 0 {
 		if !caKeyUsageOK(chains[0]) {
-			return fail(ReasonBadKeyUsage, errors.New("a CA of the path lacks the keyCertSign key usage"))
+			// BoringSSL: X509_check_ca fails, X509_V_ERR_INVALID_CA.
+			return failAlert(ReasonBadKeyUsage, AlertUnknownCA, errors.New("a CA of the path lacks the keyCertSign key usage"))
 		}
 		return fail(ReasonDepthExceeded, fmt.Errorf("every path to a trust anchor is longer than max_verify_depth %d (shortest has %d CA certificates)", v.maxDepth, shortest(chains)-1))
 	}
@@ -237,8 +238,16 @@ func classify(err error, peer []*x509.Certificate, now time.Time) *Failure {
 			return fail(ReasonExpired, err)
 		case x509.IncompatibleUsage, x509.CANotAuthorizedForExtKeyUsage:
 			return fail(ReasonBadKeyUsage, err)
+		case x509.CANotAuthorizedForThisName, x509.UnconstrainedName, x509.TooManyConstraints:
+			// X509_V_ERR_PERMITTED_VIOLATION and its kin have no alert of
+			// their own: certificate_unknown.
+			return failAlert(ReasonUnknownCA, AlertCertificateUnknown, err)
 		}
 		return fail(ReasonUnknownCA, err)
+	}
+	if errors.As(err, new(x509.UnhandledCriticalExtension)) {
+		// X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION: certificate_unknown.
+		return failAlert(ReasonUnknownCA, AlertCertificateUnknown, err)
 	}
 	var iae x509.InsecureAlgorithmError
 	if errors.As(err, &iae) {

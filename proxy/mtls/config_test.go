@@ -84,9 +84,9 @@ func TestModes(t *testing.T) {
 		advertised int
 	}{
 		{"off", nil, true, tls.NoClientCert, false, -1},
-		{"verify", &tlsv3.CertificateValidationContext{TrustedCa: inline(dupCA)}, true, tls.RequestClientCert, true, 2},
+		{"verify", &tlsv3.CertificateValidationContext{TrustedCa: inline(dupCA)}, true, tls.RequireAnyClientCert, true, 2},
 		{"optional", &tlsv3.CertificateValidationContext{TrustedCa: inline(p.caPEM)}, false, tls.RequestClientCert, false, 1},
-		{"suppressed CA list", &tlsv3.CertificateValidationContext{TrustedCa: inline(p.caPEM), SuppressClientCaList: true}, true, tls.RequestClientCert, true, -1},
+		{"suppressed CA list", &tlsv3.CertificateValidationContext{TrustedCa: inline(p.caPEM), SuppressClientCaList: true}, true, tls.RequireAnyClientCert, true, -1},
 		{"passthrough ignores require without a CA", &tlsv3.CertificateValidationContext{TrustChainVerification: tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED}, true, tls.RequestClientCert, false, -1},
 		{"empty context asks nothing", &tlsv3.CertificateValidationContext{}, true, tls.NoClientCert, false, -1},
 	} {

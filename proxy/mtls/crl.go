@@ -239,7 +239,8 @@ func (s *crlStore) checkCert(cert, issuer *x509.Certificate, now time.Time, chec
 		return fail(ReasonCRLExpired, fmt.Errorf("CRL of %q expired at %s", best.issuerName, best.nextUpdate.UTC().Format(time.RFC3339)))
 	}
 	if hasExtension(issuer, oidKeyUsage) && issuer.KeyUsage&x509.KeyUsageCRLSign == 0 {
-		return fail(ReasonBadKeyUsage, fmt.Errorf("CRL issuer %q lacks the cRLSign key usage", best.issuerName))
+		// X509_V_ERR_KEYUSAGE_NO_CRL_SIGN: certificate_unknown.
+		return failAlert(ReasonBadKeyUsage, AlertCertificateUnknown, fmt.Errorf("CRL issuer %q lacks the cRLSign key usage", best.issuerName))
 	}
 	if best.isRevoked(cert.SerialNumber) {
 		return fail(ReasonRevoked, fmt.Errorf("certificate %q serial %s is revoked by the CRL of %q", subject, serialHex(cert.SerialNumber), best.issuerName))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,7 +92,13 @@ func handshake(t testing.TB, v *Verifier, srv tls.Certificate, client *tls.Certi
 		tc := c.(*tls.Conn)
 		herr := tc.Handshake()
 		var f *Failure
-		if herr != nil && !errors.As(herr, &f) {
+		switch {
+		case herr == nil || errors.As(herr, &f):
+		case v.Mandatory() && strings.Contains(herr.Error(), "client didn't provide a certificate"):
+			// Go's TLS stack refuses a missing mandatory certificate
+			// itself (ClientAuth), before VerifyConnection.
+			f = fail(ReasonNoCertificate, herr)
+		default:
 			done <- result{err: herr}
 			return
 		}

@@ -220,11 +220,16 @@ func dataSource(ds *corev3.DataSource, field string) ([]byte, error) {
 	}
 }
 
-// ClientAuth is what to set on tls.Config. Verification is ours, so a
-// certificate is only ever requested: a missing mandatory certificate is
-// refused by Verify, which names the reason (no_certificate) for the log.
+// ClientAuth is what to set on tls.Config. Verification is ours, so Go
+// never verifies. A mandatory certificate is required of Go's TLS stack,
+// which then refuses a handshake without one as BoringSSL does: alert
+// certificate_required in TLS 1.3, handshake_failure in TLS 1.2 (the proxy
+// logs it as no_certificate). Verify refuses it too, for resumed sessions.
 func (v *Verifier) ClientAuth() tls.ClientAuthType {
-	if v.request {
+	switch {
+	case v.mandatory:
+		return tls.RequireAnyClientCert
+	case v.request:
 		return tls.RequestClientCert
 	}
 	return tls.NoClientCert

@@ -6,6 +6,7 @@
 package proxytest
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/proxy/mtls"
 )
 
 // ServerName is the DNS name of the matrix's server certificate.
@@ -39,6 +41,22 @@ type Case struct {
 	Client *pkitest.Leaf
 	// Reason is the connection log's failure reason; "" means accepted.
 	Reason string
+	// Alert is the TLS alert a refused client receives in TLS 1.3 (see
+	// AlertFor), the one Envoy sends for the same refusal: BoringSSL's
+	// SSL_alert_from_verify_result of the X509_V_ERR its verifier reports,
+	// Envoy's own for SAN and pin mismatches, certificate_required for no
+	// certificate. Zero when accepted.
+	Alert mtls.Alert
+}
+
+// AlertFor is the alert the client receives when the handshake negotiated
+// version: certificate_required exists only in TLS 1.3; a TLS 1.2 server
+// (BoringSSL, and Go) sends handshake_failure for a missing certificate.
+func (c Case) AlertFor(version uint16) mtls.Alert {
+	if c.Alert == mtls.AlertCertificateRequired && version < tls.VersionTLS13 {
+		return mtls.AlertHandshakeFailure
+	}
+	return c.Alert
 }
 
 // Matrix is the attack matrix and the PKI behind it.
@@ -86,38 +104,38 @@ func NewMatrix(tb testing.TB) *Matrix {
 	rootInter := cat(root.CertPEM(), inter.CertPEM())
 	rootRevInter := cat(root.CertPEM(), revokedInter.CertPEM())
 	const aliceURI = "spiffe://example.org/alice"
-	v := func(name string, cas, crls []byte, client *pkitest.Leaf, reason string) Case {
-		return Case{Name: name, Mode: "verify", CAs: cas, CRLs: crls, Client: client, Reason: reason}
+	v := func(name string, cas, crls []byte, client *pkitest.Leaf, reason string, alert mtls.Alert) Case {
+		return Case{Name: name, Mode: "verify", CAs: cas, CRLs: crls, Client: client, Reason: reason, Alert: alert}
 	}
 	leafOnly := func(c Case) Case { c.LeafOnly = true; return c }
 	san := func(c Case) Case { c.SANURI = aliceURI; return c }
 	mode := func(m string, c Case) Case { c.Mode = m; return c }
 	configVerify := func(c Case) Case { c.ConfigMode = "verify"; return c }
 	cases := []Case{
-		v("valid", rootCA, rootCRL, alice, ""),
-		v("no-cert", rootCA, rootCRL, nil, "no_certificate"),
-		v("other-ca", rootCA, rootCRL, eve, "unknown_ca"),
-		v("impostor-ca", rootCA, nil, impostor, "unknown_ca"),
-		v("expired", rootCA, rootCRL, expired, "expired"),
-		v("not-yet-valid", rootCA, rootCRL, future, "not_yet_valid"),
-		v("revoked", rootCA, rootCRL, mallory, "revoked"),
-		v("wrong-eku", rootCA, nil, wrongEKU, "bad_key_usage"),
-		v("ca-false-intermediate", rootCA, nil, viaNotCA, "unknown_ca"),
-		v("intermediate-chain-full-crls", rootInter, cat(rootCRL, interCRL), viaInter, ""),
-		v("intermediate-crl-missing-full-chain", rootInter, interCRL, viaInter, "crl_missing"),
-		leafOnly(v("intermediate-crl-missing-leaf-only", rootInter, interCRL, viaInter, "")),
-		leafOnly(v("root-crl-only-leaf-only", rootInter, rootCRL, viaInter, "crl_missing")),
-		v("revoked-intermediate", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "revoked"),
-		leafOnly(v("revoked-intermediate-leaf-only", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "")),
-		v("intermediate-as-anchor", inter.CertPEM(), nil, viaInter, ""),
-		v("expired-crl", rootCA, lapsingCRL, alice, "crl_expired"),
-		san(v("san-allowed", rootCA, nil, alice, "")),
-		san(v("san-miss", rootCA, nil, bob, "san_mismatch")),
-		configVerify(san(mode("optional", v("san-makes-cert-mandatory", rootCA, nil, nil, "no_certificate")))),
-		mode("optional", v("optional-no-cert", rootCA, rootCRL, nil, "")),
-		mode("optional", v("optional-valid", rootCA, rootCRL, alice, "")),
-		mode("optional", v("optional-untrusted", rootCA, rootCRL, eve, "unknown_ca")),
-		mode("optional", v("optional-revoked", rootCA, rootCRL, mallory, "revoked")),
+		v("valid", rootCA, rootCRL, alice, "", 0),
+		v("no-cert", rootCA, rootCRL, nil, "no_certificate", mtls.AlertCertificateRequired),
+		v("other-ca", rootCA, rootCRL, eve, "unknown_ca", mtls.AlertUnknownCA),
+		v("impostor-ca", rootCA, nil, impostor, "unknown_ca", mtls.AlertUnknownCA),
+		v("expired", rootCA, rootCRL, expired, "expired", mtls.AlertCertificateExpired),
+		v("not-yet-valid", rootCA, rootCRL, future, "not_yet_valid", mtls.AlertCertificateExpired),
+		v("revoked", rootCA, rootCRL, mallory, "revoked", mtls.AlertCertificateRevoked),
+		v("wrong-eku", rootCA, nil, wrongEKU, "bad_key_usage", mtls.AlertUnsupportedCertificate),
+		v("ca-false-intermediate", rootCA, nil, viaNotCA, "unknown_ca", mtls.AlertUnknownCA),
+		v("intermediate-chain-full-crls", rootInter, cat(rootCRL, interCRL), viaInter, "", 0),
+		v("intermediate-crl-missing-full-chain", rootInter, interCRL, viaInter, "crl_missing", mtls.AlertUnknownCA),
+		leafOnly(v("intermediate-crl-missing-leaf-only", rootInter, interCRL, viaInter, "", 0)),
+		leafOnly(v("root-crl-only-leaf-only", rootInter, rootCRL, viaInter, "crl_missing", mtls.AlertUnknownCA)),
+		v("revoked-intermediate", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "revoked", mtls.AlertCertificateRevoked),
+		leafOnly(v("revoked-intermediate-leaf-only", rootRevInter, cat(rootCRLRevInter, revInterCRL), viaRevoked, "", 0)),
+		v("intermediate-as-anchor", inter.CertPEM(), nil, viaInter, "", 0),
+		v("expired-crl", rootCA, lapsingCRL, alice, "crl_expired", mtls.AlertCertificateExpired),
+		san(v("san-allowed", rootCA, nil, alice, "", 0)),
+		san(v("san-miss", rootCA, nil, bob, "san_mismatch", mtls.AlertCertificateUnknown)),
+		configVerify(san(mode("optional", v("san-makes-cert-mandatory", rootCA, nil, nil, "no_certificate", mtls.AlertCertificateRequired)))),
+		mode("optional", v("optional-no-cert", rootCA, rootCRL, nil, "", 0)),
+		mode("optional", v("optional-valid", rootCA, rootCRL, alice, "", 0)),
+		mode("optional", v("optional-untrusted", rootCA, rootCRL, eve, "unknown_ca", mtls.AlertUnknownCA)),
+		mode("optional", v("optional-revoked", rootCA, rootCRL, mallory, "revoked", mtls.AlertCertificateRevoked)),
 		{Name: "passthrough-untrusted", Mode: "passthrough", Client: eve},
 		{Name: "passthrough-no-cert", Mode: "passthrough"},
 		{Name: "off", Mode: "off", Client: alice},
