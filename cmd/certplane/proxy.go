@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/proxy"
 	"github.com/certplane/certplane/xds"
 	"github.com/certplane/certplane/xds/client"
@@ -168,7 +169,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // socket (mode 0600 in a fresh 0700 directory), so that standalone mode
 // consumes exactly the resources a remote `certplane serve` would send.
 func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, errc chan<- error) (*xds.ControlPlane, string, func(), error) {
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d})
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
+		Load: config.Loader{AdminAddresses: nonEmpty(f.adminAddr)}.Load})
 	if err != nil {
 		return nil, "", nil, err
 	}
