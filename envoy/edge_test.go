@@ -271,7 +271,7 @@ func TestLoopTokenPerInstance(t *testing.T) {
 	if LoopToken("https", "a") == LoopToken("https", "b") || LoopToken("https", "a") == LoopToken("api", "a") {
 		t.Error("tokens do not depend on both the listener and the instance")
 	}
-	if LoopToken("https", "a") != LoopToken("https", "a") {
+	if a, b := LoopToken("https", "a"), LoopToken("https", "a"); a != b {
 		t.Error("token not stable")
 	}
 	m := goldenModel(t, "mode-verify")
