@@ -21,14 +21,18 @@ import (
 // backend it routes to that is one of the listeners of ds (valid or not: a
 // blocked listener may still be served in its last good version).
 func (r *resolver) selfLoops(ds []listenerDef, files []*ConfigFile) map[string][]Problem {
+	byPort := map[uint32][]listenerDef{} // a model may hold thousands of listeners
+	for _, d := range ds {
+		byPort[d.l.Port] = append(byPort[d.l.Port], d)
+	}
 	byBackend := map[string][]Problem{}
 	for name, b := range r.m.Backends {
-		cf := definingFile(files, name)
 		for i, e := range b.Endpoints {
-			for _, t := range ds {
+			for _, t := range byPort[e.Port] {
 				if !reaches(e, t.l.Host, t.l.Port) {
 					continue
 				}
+				cf := definingFile(files, name)
 				byBackend[name] = append(byBackend[name], problemOf("", lineErr(cf.File, endpointLine(cf, name, i), fmt.Errorf(
 					"backend %q: endpoint %s is listener %q of this config (%s, %s:%d): requests sent to it would loop back into certplane; point the backend at the application",
 					name, e, t.l.Name, t.l.Address, t.cf.File, t.cf.lines[t.l.Name].item))))
@@ -68,9 +72,9 @@ func (r *resolver) adminLoops(files []*ConfigFile, admins []string) []Problem {
 			continue
 		}
 		for _, name := range names {
-			cf := definingFile(files, name)
 			for i, e := range r.m.Backends[name].Endpoints {
 				if reaches(e, host, uint32(port)) {
+					cf := definingFile(files, name)
 					out = append(out, problemOf("", lineErr(cf.File, endpointLine(cf, name, i), fmt.Errorf(
 						"backend %q: endpoint %s is an admin endpoint (--admin-address %s): requests routed to it would reach an admin interface instead of an application",
 						name, e, admin))))
