@@ -106,7 +106,11 @@ func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 			continue
 		}
 		if _, dup := cf.lines["backend/"+rb.Name]; !dup {
-			cf.lines["backend/"+rb.Name] = &itemLines{item: lineOf(n, 0), tls: pathLine(n, 0, "tls")}
+			lines := &itemLines{item: lineOf(n, 0), tls: pathLine(n, 0, "tls")}
+			for j := range rb.Endpoints {
+				lines.endpointLine = append(lines.endpointLine, lineOf(seqItem(mapValue(n, "endpoints"), j), pathLine(n, 0, "endpoints")))
+			}
+			cf.lines["backend/"+rb.Name] = lines
 		}
 		b, err := convertBackend(&rb, n)
 		if err != nil {
@@ -175,6 +179,12 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 	if rl.HTTP2 != nil {
 		l.HTTP2 = *rl.HTTP2
 	}
+	httpKey, httpNode := mapEntry(n, "http")
+	hp, ierr := convertHTTP(rl.HTTP, httpNode, lineOf(httpKey, lineOf(n, 0)))
+	if ierr != nil {
+		return nil, ierr
+	}
+	l.HTTP = hp
 	caKey, caNode := mapEntry(n, "client_auth")
 	ca, ierr := convertClientAuth(rl.ClientAuth, caNode, lineOf(caKey, lineOf(n, 0)))
 	if ierr != nil {
@@ -220,6 +230,23 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 		l.Routes = append(l.Routes, Route(r))
 	}
 	return l, nil
+}
+
+// convertHTTP converts a listener's http block, whose value node is n and
+// whose key is on line keyLine.
+func convertHTTP(rh *rawHTTP, n *yaml.Node, keyLine int) (HTTPPolicy, *itemErr) {
+	p := HTTPPolicy{HeadersWithUnderscores: UnderscoresDrop}
+	if rh == nil || rh.HeadersWithUnderscores == nil {
+		return p, nil
+	}
+	switch v := *rh.HeadersWithUnderscores; v {
+	case UnderscoresDrop, UnderscoresReject:
+		p.HeadersWithUnderscores = v
+	default:
+		return p, errAt(pathLine(n, keyLine, "headers_with_underscores"),
+			"http: headers_with_underscores %q: want drop (the default: remove such headers) or reject (answer 400)", v)
+	}
+	return p, nil
 }
 
 // parseHostPort splits host:port and checks the port.

@@ -39,6 +39,9 @@ type Loader struct {
 	// default DefaultMaxTrustFileSize.
 	MaxTrustFileSize int64
 	ExpiryWarning    time.Duration // warn when a certificate expires sooner; default 30 days
+	// AdminAddresses are the admin endpoints (host:port) the data plane
+	// runs: a backend endpoint on one is a warning (config/loops.go).
+	AdminAddresses []string
 }
 
 func (l Loader) now() time.Time {

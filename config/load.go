@@ -62,6 +62,7 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	}
 	r.m.Warnings = slices.Concat(servers.warnings, clients.warnings, trust.warnings)
 	r.resolve(files)
+	r.m.Warnings = append(r.m.Warnings, r.adminLoops(files, l.AdminAddresses)...)
 	return r.m, nil
 }
 
@@ -203,6 +204,7 @@ func (r *resolver) resolve(files []*ConfigFile) {
 		}
 	}
 	clashes := r.portClashes(converted)
+	loops := r.selfLoops(converted, files)
 	for _, name := range lnames {
 		var ps []Problem
 		ps = append(ps, pending[name]...)
@@ -214,6 +216,7 @@ func (r *resolver) resolve(files []*ConfigFile) {
 		if len(ps) == 0 && len(ds) == 1 {
 			ps = append(ps, r.listenerRefs(ds[0], backendProblems)...)
 			ps = append(ps, clashes[name]...)
+			ps = append(ps, loops[name]...)
 		}
 		if len(ps) > 0 {
 			r.addProblems(name, ps)

@@ -61,6 +61,7 @@ func TestLoadValidTree(t *testing.T) {
 			"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
 			"ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"}},
 		HTTP2:             true,
+		HTTP:              config.HTTPPolicy{HeadersWithUnderscores: "drop"},
 		ClientAuth:        config.ClientAuth{Mode: "verify", TrustStore: "clients", CRL: "full_chain", AdvertiseCANames: true},
 		ClientCertHeaders: []string{"xfcc"},
 		Routes:            []config.Route{{PathPrefix: "/", Backend: "app"}},
@@ -592,7 +593,7 @@ func badInputCases() []loadCase {
 			name:   "unknown YAML key",
 			mutate: func(t *testing.T, f *fixture) { f.editWeb("address:", "adress:") },
 			want: func(f *fixture) []string {
-				return []string{`| $ROOT/config/web.yaml:3: unknown key "adress" in a listener (known keys: name, address, certificates, tls_policy, http2, client_auth, client_cert_headers, routes)`}
+				return []string{`| $ROOT/config/web.yaml:3: unknown key "adress" in a listener (known keys: name, address, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)`}
 			},
 		},
 		{

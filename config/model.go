@@ -51,6 +51,7 @@ type Listener struct {
 	Certificates      []string // names under certs/server; [0] is the default
 	TLS               TLSPolicy
 	HTTP2             bool
+	HTTP              HTTPPolicy
 	ClientAuth        ClientAuth
 	ClientCertHeaders []string // "xfcc", "alb"
 	Routes            []Route
@@ -65,6 +66,20 @@ type TLSPolicy struct {
 	MaxVersion   string // "TLSv1_2" or "TLSv1_3"
 	CipherSuites []string
 }
+
+// HTTPPolicy is how a listener treats the HTTP requests it accepts.
+type HTTPPolicy struct {
+	// HeadersWithUnderscores is UnderscoresDrop (default) or
+	// UnderscoresReject: WSGI/CGI backends read X_Forwarded_Client_Cert as
+	// X-Forwarded-Client-Cert, so such names must never reach them.
+	HeadersWithUnderscores string
+}
+
+// Actions on request headers whose name contains '_'.
+const (
+	UnderscoresDrop   = "drop"
+	UnderscoresReject = "reject"
+)
 
 // Client authentication modes.
 const (

@@ -29,9 +29,14 @@ type rawListener struct {
 	Certificates      []string       `yaml:"certificates"`
 	TLSPolicy         *rawTLSPolicy  `yaml:"tls_policy"`
 	HTTP2             *bool          `yaml:"http2"`
+	HTTP              *rawHTTP       `yaml:"http"`
 	ClientAuth        *rawClientAuth `yaml:"client_auth"`
 	ClientCertHeaders *[]string      `yaml:"client_cert_headers"`
 	Routes            []rawRoute     `yaml:"routes"`
+}
+
+type rawHTTP struct {
+	HeadersWithUnderscores *string `yaml:"headers_with_underscores"`
 }
 
 type rawClientAuth struct {
@@ -155,6 +160,7 @@ type ConfigFile struct {
 type itemLines struct {
 	item, certs, trust, routes, tls int
 	routeLine                       []int
+	endpointLine                    []int // of each backend endpoint
 }
 
 // ParseConfig decodes one YAML config file strictly: an unknown key, a
@@ -213,6 +219,7 @@ var parserErrors = []string{
 var where = map[string]string{
 	"rawFile":        "at the top level",
 	"rawListener":    "in a listener",
+	"rawHTTP":        "in a listener's http",
 	"rawClientAuth":  "in client_auth",
 	"rawSAN":         "in a subject_alt_names entry",
 	"rawRoute":       "in a route",
@@ -225,6 +232,7 @@ var where = map[string]string{
 var rawTypes = map[string]reflect.Type{
 	"rawFile":        reflect.TypeOf(rawFile{}),
 	"rawListener":    reflect.TypeOf(rawListener{}),
+	"rawHTTP":        reflect.TypeOf(rawHTTP{}),
 	"rawClientAuth":  reflect.TypeOf(rawClientAuth{}),
 	"rawSAN":         reflect.TypeOf(rawSAN{}),
 	"rawRoute":       reflect.TypeOf(rawRoute{}),

@@ -31,6 +31,7 @@ listeners:
     certificates: [payments, api.example.com]
     tls_policy: {min_version: "1.2", max_version: "1.2", cipher_suites: [ECDHE-ECDSA-AES256-GCM-SHA384]}
     http2: false
+    http: {headers_with_underscores: reject}
     client_auth:
       mode: verify
       trust_store: partners
@@ -62,6 +63,7 @@ backends:
 		Name: "payments", Address: "[::1]:8443", Host: "::1", Port: 8443,
 		Certificates: []string{"payments", "api.example.com"},
 		TLS:          config.TLSPolicy{Name: "custom", MinVersion: "TLSv1_2", MaxVersion: "TLSv1_2", CipherSuites: []string{"ECDHE-ECDSA-AES256-GCM-SHA384"}},
+		HTTP:         config.HTTPPolicy{HeadersWithUnderscores: "reject"},
 		ClientAuth: config.ClientAuth{
 			Mode: "verify", TrustStore: "partners", CRL: "leaf_only", AllowExpired: true, MaxVerifyDepth: &depth,
 			CertificateHashes: []string{"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
@@ -138,7 +140,7 @@ backends:
   - {name: b, endpoints: ["10.0.0.1:80"]}
 `)
 	a, b := cf.Listeners[0], cf.Listeners[1]
-	if !a.HTTP2 || a.ClientAuth.CRL != "full_chain" || !a.ClientAuth.AdvertiseCANames || !slices.Equal(a.ClientCertHeaders, []string{"xfcc"}) {
+	if !a.HTTP2 || a.HTTP.HeadersWithUnderscores != "drop" || a.ClientAuth.CRL != "full_chain" || !a.ClientAuth.AdvertiseCANames || !slices.Equal(a.ClientCertHeaders, []string{"xfcc"}) {
 		t.Errorf("defaults of a: %+v", a)
 	}
 	if len(b.ClientCertHeaders) != 0 || b.ClientAuth.Mode != "passthrough" {
@@ -163,8 +165,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "top-level typo", yaml: "listener: []\n",
 			fileErr: `c.yaml:1: unknown key "listener" at the top level (known keys: listeners, backends)`},
 		{name: "two unknown keys, both reported", yaml: l + "    htp2: true\n    foo: 1\n",
-			fileErr: "c.yaml:6: unknown key \"htp2\" in a listener (known keys: name, address, certificates, tls_policy, http2, client_auth, client_cert_headers, routes)\n" +
-				"c.yaml:7: unknown key \"foo\" in a listener (known keys: name, address, certificates, tls_policy, http2, client_auth, client_cert_headers, routes)"},
+			fileErr: "c.yaml:6: unknown key \"htp2\" in a listener (known keys: name, address, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)\n" +
+				"c.yaml:7: unknown key \"foo\" in a listener (known keys: name, address, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)"},
+		{name: "unknown key in http", yaml: l + "    http: {underscores: drop}\n",
+			fileErr: `c.yaml:6: unknown key "underscores" in a listener's http (known keys: headers_with_underscores)`},
+		{name: "http not a mapping", yaml: l + "    http: drop\n",
+			fileErr: "c.yaml:6: cannot unmarshal !!str `drop` into a listener's http"},
 		{name: "unknown key in tls_policy", yaml: l + "    tls_policy: {min: \"1.2\"}\n",
 			fileErr: `c.yaml:6: unknown key "min" in tls_policy (known keys: min_version, max_version, cipher_suites)`},
 		{name: "unknown key in health_check", yaml: "backends:\n  - name: b\n    endpoints: [\"1.2.3.4:80\"]\n    health_check: {intervall: 5s}\n",
@@ -199,6 +205,8 @@ func TestParseConfigErrors(t *testing.T) {
 			problems: []string{`c.yaml:3: listener "a": address "10.0.0.1": want host:port, e.g. 0.0.0.0:8443 or [::]:8443`}},
 		{name: "address with zone", yaml: strings.Replace(l, "0.0.0.0:1", `"[fe80::1%eth0]:443"`, 1),
 			problems: []string{`c.yaml:3: listener "a": address "[fe80::1%eth0]:443": host "fe80::1%eth0" must be an IP address (0.0.0.0 or :: for every interface)`}},
+		{name: "bad headers_with_underscores", yaml: l + "    http:\n      headers_with_underscores: allow\n",
+			problems: []string{`c.yaml:7: listener "a": http: headers_with_underscores "allow": want drop (the default: remove such headers) or reject (answer 400)`}},
 		{name: "unknown mode", yaml: l + "    client_auth: {mode: required}\n",
 			problems: []string{`c.yaml:6: listener "a": client_auth: mode "required": want off, optional, passthrough or verify`}},
 		{name: "off with SAN rules", yaml: l + "    client_auth: {subject_alt_names: [{type: dns, exact: x}], crl: leaf_only}\n",

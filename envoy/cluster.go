@@ -32,9 +32,10 @@ func Cluster(b *config.Backend, o Options) (*clusterv3.Cluster, error) {
 		return nil, fmt.Errorf("backend %q: no endpoints", b.Name)
 	}
 	c := &clusterv3.Cluster{
-		Name:           b.Name,
-		ConnectTimeout: durationpb.New(ConnectTimeout),
-		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+		Name:                          b.Name,
+		ConnectTimeout:                durationpb.New(ConnectTimeout),
+		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(PerConnectionBufferLimit),
 		// Envoy's default panic threshold (50%) sends traffic to unhealthy
 		// hosts when too few are healthy; a load balancer should not. With 0,
 		// only healthy hosts get requests and none healthy means 503.

@@ -10,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/certplane/certplane/config"
 )
@@ -46,7 +47,8 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 			Address:       l.Host,
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: l.Port},
 		}}},
-		AccessLog: []*accesslogv3.AccessLog{log},
+		AccessLog:                     []*accesslogv3.AccessLog{log},
+		PerConnectionBufferLimitBytes: wrapperspb.UInt32(PerConnectionBufferLimit),
 	}
 	for i, cert := range l.Certificates {
 		tctx, err := DownstreamTLSContext(l, cert, o)

@@ -39,6 +39,9 @@ type Options struct {
 	// static_resources.secrets), and EDS clusters turned STATIC with their
 	// endpoints inline. The zero value is the ADS form certplane serves.
 	Static bool
+	// Instance tells this control plane's loop tokens (LoopToken) from
+	// another deployment's listeners of the same name.
+	Instance string
 }
 
 // ads is the config source of every dynamic reference: the one ADS stream.

@@ -1,11 +1,15 @@
 package envoy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/certplane/certplane/config"
 )
@@ -16,8 +20,12 @@ const (
 	HeadersALB  = "alb"
 )
 
-// The ALB-style client certificate headers, as AWS ALB names them.
+// The ALB-style client certificate headers, as AWS ALB names them. ALB's
+// passthrough mode sends the whole certificate in HeaderALBPassthrough.
 const (
+	HeaderALBPassthrough = "x-amzn-mtls-clientcert"
+	HeaderALBPrefix      = "x-amzn-mtls-clientcert-"
+
 	HeaderALBSerial   = "x-amzn-mtls-clientcert-serial-number"
 	HeaderALBIssuer   = "x-amzn-mtls-clientcert-issuer"
 	HeaderALBSubject  = "x-amzn-mtls-clientcert-subject"
@@ -41,35 +49,102 @@ var albValues = map[string]string{
 // RouteTimeout bounds one request end to end (Envoy's default is 15s).
 const RouteTimeout = 60 * time.Second
 
-// RouteConfiguration routes listener l's paths to its backends. It always
-// strips inbound ALB headers, so a client cannot forge them, and sets them
-// from the verified peer certificate when l selects "alb".
-func RouteConfiguration(l *config.Listener) *routev3.RouteConfiguration {
-	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}}
+// Loop detection: every forwarded request carries this listener's token in
+// a via header; a request that arrives with it has been here before.
+const (
+	HeaderVia        = "via"
+	LoopStatus       = 508 // Loop Detected (RFC 5842)
+	LoopBody         = "loop detected\n"
+	loopTokenVersion = "certplane loop token v1"
+)
+
+// LoopToken names listener within one control plane instance:
+// "certplane-" and 16 hex digits of a hash, so that no token is a
+// substring of another (listener "api" against "api2") and listeners of
+// two chained deployments with the same name differ when their instances
+// do. Empty instance: the token depends on the listener name only.
+func LoopToken(listener, instance string) string {
+	sum := sha256.Sum256([]byte(loopTokenVersion + "\x00" + instance + "\x00" + listener))
+	return "certplane-" + hex.EncodeToString(sum[:8])
+}
+
+// RouteConfiguration routes listener l's paths to its backends, after a
+// first route that answers 508 to a request already carrying l's loop
+// token. Identity headers are added only on routes that match a presented
+// client certificate: a client without one gets no identity header at all
+// (Envoy would render the validity header as "NotBefore=;NotAfter=").
+// Inbound identity headers are removed earlier, by IdentityHeaderFilter.
+func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfiguration {
+	token := LoopToken(l.Name, o.Instance)
+	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}, Routes: []*routev3.Route{loopRoute(token)}}
+	alb := hasHeader(l, HeadersALB)
 	for _, r := range l.Routes {
-		vh.Routes = append(vh.Routes, &routev3.Route{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.PathPrefix}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Backend},
-				Timeout:          durationpb.New(RouteTimeout),
+		if alb {
+			withCert := forward(r)
+			withCert.Match.TlsContext = &routev3.RouteMatch_TlsContextMatchOptions{Presented: wrapperspb.Bool(true)}
+			withCert.RequestHeadersToAdd = albHeaders()
+			vh.Routes = append(vh.Routes, withCert)
+			if l.ClientAuth.Mode == config.ModeVerify {
+				continue // a certificate is always presented
+			}
+		}
+		vh.Routes = append(vh.Routes, forward(r))
+	}
+	return &routev3.RouteConfiguration{
+		Name:         l.Name,
+		VirtualHosts: []*routev3.VirtualHost{vh},
+		// The router adds these when it forwards, after route matching, so
+		// the loop route sees only the tokens of earlier hops.
+		RequestHeadersToAdd: []*corev3.HeaderValueOption{{
+			Header:       &corev3.HeaderValue{Key: HeaderVia, Value: "1.1 " + token},
+			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
+		}},
+	}
+}
+
+// loopRoute answers 508 to a request whose via header (all values, joined
+// with ',' as Envoy's header matcher sees them) holds token.
+func loopRoute(token string) *routev3.Route {
+	return &routev3.Route{
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: HeaderVia,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Contains{Contains: token},
+				}},
 			}},
+		},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: LoopStatus,
+			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: LoopBody}},
+		}},
+	}
+}
+
+// forward sends path prefix r to its backend.
+func forward(r config.Route) *routev3.Route {
+	return &routev3.Route{
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.PathPrefix}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Backend},
+			Timeout:          durationpb.New(RouteTimeout),
+		}},
+	}
+}
+
+// albHeaders sets the ALB headers from the peer certificate, replacing any
+// a client sent.
+func albHeaders() []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, 0, len(ALBHeaders))
+	for _, h := range ALBHeaders {
+		out = append(out, &corev3.HeaderValueOption{
+			Header:         &corev3.HeaderValue{Key: h, Value: albValues[h]},
+			AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			KeepEmptyValue: false,
 		})
 	}
-	rc := &routev3.RouteConfiguration{
-		Name:                   l.Name,
-		VirtualHosts:           []*routev3.VirtualHost{vh},
-		RequestHeadersToRemove: append([]string(nil), ALBHeaders...),
-	}
-	if hasHeader(l, HeadersALB) {
-		for _, h := range ALBHeaders {
-			rc.RequestHeadersToAdd = append(rc.RequestHeadersToAdd, &corev3.HeaderValueOption{
-				Header:         &corev3.HeaderValue{Key: h, Value: albValues[h]},
-				AppendAction:   corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-				KeepEmptyValue: false,
-			})
-		}
-	}
-	return rc
+	return out
 }
 
 func hasHeader(l *config.Listener, h string) bool {

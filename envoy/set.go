@@ -49,8 +49,9 @@ func Unit(m *config.Model, l *config.Listener) (Set, error) {
 // copy per listener. Secrets are immutable once built, so sharing is safe;
 // use one Translator per model (per update), not across models.
 type Translator struct {
-	m       *config.Model
-	secrets map[string]*tlsv3.Secret // by Secret name
+	m        *config.Model
+	secrets  map[string]*tlsv3.Secret // by Secret name
+	instance string                   // Options.Instance of every unit
 }
 
 // NewTranslator returns a Translator for m.
@@ -58,10 +59,17 @@ func NewTranslator(m *config.Model) *Translator {
 	return &Translator{m: m, secrets: map[string]*tlsv3.Secret{}}
 }
 
+// WithInstance makes t build loop tokens for control plane instance id
+// (Options.Instance) and returns t.
+func (t *Translator) WithInstance(id string) *Translator {
+	t.instance = id
+	return t
+}
+
 // Unit is the package-level Unit for one listener of the Translator's
 // model, with Secrets shared across the units it builds.
 func (t *Translator) Unit(l *config.Listener) (Set, error) {
-	return t.unit(l, Options{})
+	return t.unit(l, Options{Instance: t.instance})
 }
 
 // secret returns the Secret named name, building it once with build.
@@ -89,7 +97,7 @@ func (t *Translator) unit(l *config.Listener, o Options) (Set, error) {
 	}
 	s[resource.ListenerType][lis.Name] = lis
 	if !o.Static {
-		rc := RouteConfiguration(l)
+		rc := RouteConfiguration(l, o)
 		s[resource.RouteType][rc.Name] = rc
 	}
 	for _, cert := range l.Certificates {

@@ -254,6 +254,8 @@ func TestBuilderErrors(t *testing.T) {
 			`listener "edge": certificate "api" is listed twice`},
 		{"duplicate SNI name", sniDup, func(l *config.Listener) {},
 			`listener "edge": DNS name "api.example.com" is in both certificate "api" and certificate "admin"; SNI could not choose between them`},
+		{"unknown underscore action", verify, func(l *config.Listener) { l.HTTP.HeadersWithUnderscores = "allow" },
+			`listener "payments": unknown http.headers_with_underscores "allow" (want drop or reject)`},
 		{"valid mTLS listener", mtls, func(l *config.Listener) {}, ""},
 	}
 	for _, tc := range cases {

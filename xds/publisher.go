@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -75,6 +76,9 @@ type Publisher struct {
 	cache cache.SnapshotCache
 	key   string // cache key the snapshot is set under
 	now   func() time.Time
+	// instance tells this control plane's loop tokens (envoy.LoopToken)
+	// from those of another certplane in front of or behind it.
+	instance string
 
 	mu         sync.Mutex
 	lastGood   map[string]*unit // what is served now, by listener
@@ -94,7 +98,7 @@ func NewPublisher(c cache.SnapshotCache, nodeID string) *Publisher {
 	if nodeID != "" {
 		key = nodeID
 	}
-	return &Publisher{cache: c, key: key, now: time.Now, lastGood: map[string]*unit{}}
+	return &Publisher{cache: c, key: key, now: time.Now, instance: rand.Text(), lastGood: map[string]*unit{}}
 }
 
 // Update translates m and publishes the result if it differs from what is
@@ -125,7 +129,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 	var errs []ListenerError
 	// One translator and one hasher per update: units share their Secrets,
 	// and each distinct resource is hashed once (see hasher).
-	tr, h, ic := envoy.NewTranslator(m), newHasher(), newInfoCache()
+	tr, h, ic := envoy.NewTranslator(m).WithInstance(p.instance), newHasher(), newInfoCache()
 	for _, l := range m.Listeners {
 		if blocked[l.Name] {
 			continue // the model's contract says this cannot happen; be safe

@@ -19,20 +19,24 @@ func init() {
 }
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "certplane check --certs DIR --config DIR",
+	fs := newFlagSet("check", "certplane check --certs DIR --config DIR [--admin-address ADDR]",
 		`Load and validate the certificate directory and the config directory exactly
 as certplane serve does, print what would be served (per listener: address,
 TLS policy, certificates with subject, SANs and expiry, client-auth mode, trust
 store with CA count and CRL nextUpdate, routes to backends and endpoints),
-then every problem and warning, each naming its file.
+then every problem and warning, each naming its file. A backend endpoint that
+is one of the config's own listeners is a problem; one on an admin endpoint
+given with --admin-address is a warning.
 
 Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
 	certs := fs.String("certs", "certs", "certificate directory: server/, client/ and trust/")
 	cfg := fs.String("config", "config", "config directory: *.yaml and *.yml")
+	admins := stringsFlag{}
+	fs.Var(&admins, "admin-address", "an admin endpoint the data plane runs (serve's, the proxy's or Envoy's), host:port; a backend on it is a warning (comma-separated or repeated)")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
-	m, err := config.Load(*certs, *cfg)
+	m, err := config.Loader{AdminAddresses: admins}.Load(*certs, *cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -41,6 +45,15 @@ Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
 		return &exitError{code: 1, err: fmt.Errorf("%d problem%s found", n, checkPlural(n))}
 	}
 	return nil
+}
+
+// nonEmpty is the one-element list of s, or none when s is empty (a flag
+// that turns a server off).
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }
 
 func checkPlural(n int) string {

@@ -124,3 +124,36 @@ func write(t *testing.T, dir, rel, data string) {
 		t.Fatal(err)
 	}
 }
+
+// A backend pointing at the listener itself (one request bounced 5,945
+// times) is a problem: check exits 1 naming the file, the backend and the
+// listener.
+func TestCheckSelfLoop(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "example")
+	mustCLI(t, "init", "--backends", "127.0.0.1:9001,127.0.0.1:8443", dir)
+	out, errb, code := checkCLI(t, dir)
+	if code != 1 || errb != "certplane check: 1 problem found\n" {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errb, out)
+	}
+	file := filepath.Join(dir, "config", "listeners.yaml")
+	want := "problems (1):\n  [listener https] " + file + `:17: backend "demo": endpoint 127.0.0.1:8443 is listener "https" of this config (127.0.0.1:8443, ` + file + ":6): requests sent to it would loop back into certplane; point the backend at the application\n"
+	if !strings.Contains(out, want) || !strings.Contains(out, "0 listeners served") {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+// --admin-address names the admin endpoints the data plane will run: a
+// backend on one is a warning (served anyway), not a problem.
+func TestCheckAdminAddress(t *testing.T) {
+	dir := initExample(t)
+	out, errb, code := cli(t, "check", "--certs", filepath.Join(dir, "certs"), "--config", filepath.Join(dir, "config"),
+		"--admin-address", "127.0.0.1:18001", "--admin-address", ":9002")
+	if code != 0 || errb != "" {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errb, out)
+	}
+	file := filepath.Join(dir, "config", "listeners.yaml")
+	want := "warnings (1):\n  [file] " + file + `:17: backend "demo": endpoint 127.0.0.1:9002 is an admin endpoint (--admin-address :9002): requests routed to it would reach an admin interface instead of an application` + "\n"
+	if !strings.Contains(out, want) || !strings.Contains(out, "1 listener served, 0 blocked, 0 problems, 1 warning\n") {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}

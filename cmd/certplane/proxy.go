@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/proxy"
 	"github.com/certplane/certplane/xds"
 	"github.com/certplane/certplane/xds/client"
@@ -196,7 +197,8 @@ func (g *components) stop() error {
 // socket (mode 0600 in a fresh 0700 directory), so that standalone mode
 // consumes exactly the resources a remote `certplane serve` would send.
 func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, g *components) (*xds.ControlPlane, string, func(), error) {
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d})
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
+		Load: config.Loader{AdminAddresses: nonEmpty(f.adminAddr)}.Load})
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 
 	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/watcher"
 	"github.com/certplane/certplane/xds"
 )
@@ -68,6 +69,8 @@ present a certificate issued by that CA), or --insecure-xds.`)
 		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
+		// A backend on the admin endpoint is a warning (log and /status).
+		Load: config.Loader{AdminAddresses: nonEmpty(*adminAddr)}.Load,
 	})
 	if err != nil {
 		return err
