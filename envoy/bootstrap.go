@@ -25,9 +25,14 @@ import (
 
 // Bootstrap defaults, shared with bootstrap.yaml at the repository root.
 const (
-	DefaultNodeID       = "sidecar"
-	DefaultNodeCluster  = "certplane"
-	DefaultXDSAddress   = "127.0.0.1:18000"
+	DefaultNodeID      = "sidecar"
+	DefaultNodeCluster = "certplane"
+	// DefaultXDSSocket is where certplane serve listens unless told
+	// otherwise: a mode-0600 unix socket in the runtime directory a service
+	// manager gives a sidecar (systemd: RuntimeDirectory=certplane). The
+	// xDS stream carries private keys; a socket has an owner, TCP has none.
+	DefaultXDSSocket    = "/run/certplane/xds.sock"
+	DefaultXDSAddress   = "unix://" + DefaultXDSSocket
 	DefaultAdminAddress = "127.0.0.1:9901"
 	// XDSClusterName is the static cluster Envoy reaches certplane through.
 	XDSClusterName = "certplane_xds"

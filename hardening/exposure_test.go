@@ -350,9 +350,9 @@ func TestXDSUnixSocketAccess(t *testing.T) {
 	std := pkitest.NewStandard(t, "127.0.0.1:8443", "127.0.0.1:9001")
 
 	t.Run("unix sockets are 0600 whatever the umask", func(t *testing.T) {
+		dir := t.TempDir()
 		old := syscall.Umask(0) // inherited by the child; process-wide, so not parallel
 		defer syscall.Umask(old)
-		dir := t.TempDir()
 		sock := filepath.Join(dir, "xds.sock")
 		lines, _ := startBin(t, nil, "serve", "--certs", std.Certs, "--config", std.Config,
 			"--xds-address", "unix://"+sock, "--admin-address", "")
@@ -507,6 +507,23 @@ func TestXDSMutualTLSAdmitsOnlyTrustedClients(t *testing.T) {
 	}
 	if n, err := fetchSecrets(addr, x.creds(x.clientCA.Client("envoy")), "probe"); err != nil || n != 2 {
 		t.Errorf("trusted client: %d secrets, err %v; want 2 (server/default, trust/clients)", n, err)
+	}
+}
+
+// TestXDSRevokedClientInCABundle: a CRL block beside the CA in
+// --xds-client-ca (as Envoy's trusted_ca takes them) revokes too.
+func TestXDSRevokedClientInCABundle(t *testing.T) {
+	std := pkitest.NewStandard(t, "127.0.0.1:8443", "127.0.0.1:9001")
+	x := newXDSPKI(t)
+	revoked := x.clientCA.Client("stolen")
+	x.clientCA.Revoke(revoked)
+	x.ca = x.write("clients-ca.pem", append(x.clientCA.CertPEM(), x.clientCA.CRLPEM()...))
+	addr, _ := x.serve(t, std)
+	if n, err := fetchSecrets(addr, x.creds(revoked), "edge"); n != 0 || status.Code(err) != codes.Unavailable {
+		t.Errorf("revoked xDS client: %d secrets, err %v; want refused", n, err)
+	}
+	if n, err := fetchSecrets(addr, x.creds(x.clientCA.Client("edge-1")), "edge"); n != 2 || err != nil {
+		t.Errorf("valid xDS client: %d secrets, err %v; want 2", n, err)
 	}
 }
 
