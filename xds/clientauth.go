@@ -46,6 +46,7 @@ type clientAuth struct {
 	base     *tls.Config
 	log      *slog.Logger
 	now      func() time.Time
+	every    time.Duration // recheckEvery when built
 
 	mu     sync.Mutex
 	stamps []fileStamp
@@ -75,7 +76,7 @@ func newClientAuth(sec Security) (*clientAuth, error) {
 	}
 	a := &clientAuth{
 		caFile: sec.ClientCAFile, crlFiles: sec.ClientCRLFiles, base: base,
-		log: log.With("component", "xds-auth"), now: time.Now, conns: map[*authConn]struct{}{},
+		log: log.With("component", "xds-auth"), now: time.Now, every: recheckEvery, conns: map[*authConn]struct{}{},
 	}
 	// Unusable files at start are an error, not a server that refuses all.
 	if st := a.current(); st.err != nil {
@@ -258,17 +259,20 @@ func subject(chain []*x509.Certificate) string {
 	return chain[0].Subject.String()
 }
 
-// watch starts the recheck loop; it stops when lis is closed.
+// watch starts the recheck loop; closing lis stops it and waits for it.
 func (a *clientAuth) watch(lis net.Listener) net.Listener {
-	stop := make(chan struct{})
-	go a.recheckLoop(stop)
-	return newStoppingListener(lis, func() { close(stop) })
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		a.recheckLoop(stop)
+	}()
+	return newStoppingListener(lis, func() { close(stop); <-done })
 }
 
 // recheckLoop checks open connections again whenever the files change, and
 // once more when a CRL's nextUpdate passes.
 func (a *clientAuth) recheckLoop(stop <-chan struct{}) {
-	t := time.NewTicker(recheckEvery)
+	t := time.NewTicker(a.every)
 	defer t.Stop()
 	var checked *authState
 	expiryChecked := false
