@@ -188,16 +188,13 @@ var (
 )
 
 // probeBinary is this test binary, copied where an unprivileged user may
-// run it (go test keeps it in a private directory).
+// run it (go test keeps it in a private directory): beside the certplane
+// binary, whose directory TestMain removes at the end.
 func probeBinary(t *testing.T) string {
 	t.Helper()
+	dir := filepath.Dir(certplaneBin(t))
 	probeOnce.Do(func() {
 		self, err := os.Executable()
-		if err != nil {
-			probeErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "certplane-probe-")
 		if err != nil {
 			probeErr = err
 			return
