@@ -291,10 +291,16 @@ func makeSocketDir(path, dir string, mode fs.FileMode, gid int) (fs.FileInfo, er
 		// Members of the socket's group must be able to reach it.
 		dirMode, dirGID = 0o710, gid
 	}
-	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+	err := os.Mkdir(dir, dirMode)
+	if errors.Is(err, fs.ErrExist) {
+		// Made by someone else meanwhile: checked as any existing one.
+		return os.Stat(dir)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("cannot create its directory: %w; create %s (systemd: RuntimeDirectory=%s), run serve as a user allowed to, or choose another socket with --xds-address unix:///path",
 			err, dir, filepath.Base(dir))
 	}
+	// Mkdir applied the umask: set the mode exactly.
 	if err := setAccess(dir, dirMode, dirGID); err != nil {
 		return nil, err
 	}
