@@ -576,13 +576,16 @@ func TestXDSClientRevocation(t *testing.T) {
 			}
 		}
 	}()
+	revokedAt := time.Now()
 	x.write("clients.crl", x.clientCA.CRLPEM(pkitest.CRLRevoked(revoked, good)))
 	waitFor(t, "the newly revoked client refused", func() bool { return refused(good) })
+	t.Logf("new CRL to the revoked client's next handshake refused: %s", time.Since(revokedAt).Round(time.Millisecond))
 	select {
 	case err := <-closed:
 		if status.Code(err) == codes.OK {
 			t.Errorf("open stream of the revoked client ended with %v", err)
 		}
+		t.Logf("new CRL to the revoked client's open stream closed: %s", time.Since(revokedAt).Round(time.Millisecond))
 	case <-time.After(deadline):
 		t.Error("the open stream of a revoked xDS client was not closed")
 	}
