@@ -290,6 +290,7 @@ func TestXDSDefaultIsAPrivateSocket(t *testing.T) {
 
 	got := probeAs(t, nobody, nobody, pid, "unix://"+defaultSocket, "127.0.0.1:18000")
 	for addr, verdict := range got {
+		t.Logf("user nobody at %s: %s", addr, verdict)
 		if !strings.HasPrefix(verdict, "secrets=0 ") || strings.HasSuffix(verdict, "err=<nil>") {
 			t.Errorf("user nobody at %s: %s; want no Secret and an error", addr, verdict)
 		}
