@@ -96,7 +96,9 @@ loopback.`)
 		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID, BindNodeID: *bindNodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
-		Load: loadWarningSharedCA(*xdsCA),
+		// A client CA that xDS and a listener share is a warning (log and
+		// /status).
+		Load: loadWarningSharedCA(config.Load, *xdsCA),
 	})
 	if err != nil {
 		return err
@@ -180,12 +182,12 @@ func parseSocketMode(s, group string) (fs.FileMode, error) {
 	return mode, nil
 }
 
-// loadWarningSharedCA is config.Load, plus a warning on each trust store
-// that shares a CA with the xDS client CA file (see
-// xds.SharedClientCAWarnings), so that it reaches the log and /status.
-func loadWarningSharedCA(xdsCA string) func(certsDir, configDir string) (*config.Model, error) {
+// loadWarningSharedCA is load, plus a warning on each trust store that
+// shares a CA with the xDS client CA file (see xds.SharedClientCAWarnings),
+// so that it reaches the log and /status.
+func loadWarningSharedCA(load func(certsDir, configDir string) (*config.Model, error), xdsCA string) func(certsDir, configDir string) (*config.Model, error) {
 	return func(certsDir, configDir string) (*config.Model, error) {
-		m, err := config.Load(certsDir, configDir)
+		m, err := load(certsDir, configDir)
 		if err == nil && xdsCA != "" {
 			m.Warnings = append(m.Warnings, xds.SharedClientCAWarnings(m, xdsCA)...)
 		}
