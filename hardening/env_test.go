@@ -180,7 +180,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	e.cp = cp
 	goRun(func() { _ = cp.Run(ctx) })
-	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{})
+	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,16 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	downstreamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	fixedheapv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/fixed_heap/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/certplane/certplane/envoy"
 )
 
 // loadBootstrap parses envoy-bootstrap.yaml the way Envoy does: YAML to JSON
@@ -36,6 +42,8 @@ func loadBootstrap(t *testing.T) *bootstrapv3.Bootstrap {
 	_ = &tlsv3.UpstreamTlsContext{}
 	_ = &httpv3.HttpProtocolOptions{}
 	_ = &streamv3.StderrAccessLog{}
+	_ = &fixedheapv3.FixedHeapConfig{}
+	_ = &downstreamv3.DownstreamConnectionsConfig{}
 	b := &bootstrapv3.Bootstrap{}
 	if err := protojson.Unmarshal(js, b); err != nil {
 		t.Fatalf("envoy-bootstrap.yaml: not a valid v3 Bootstrap: %v", err)
@@ -43,7 +51,22 @@ func loadBootstrap(t *testing.T) *bootstrapv3.Bootstrap {
 	if err := b.ValidateAll(); err != nil {
 		t.Fatalf("envoy-bootstrap.yaml: %v", err)
 	}
+	if err := envoy.Validate(b); err != nil {
+		t.Fatalf("envoy-bootstrap.yaml: typed configs: %v", err)
+	}
 	return b
+}
+
+// TestEnvoyBootstrapOverloadManager: the testenv Envoy has the same
+// overload manager as the bootstrap certplane renders.
+func TestEnvoyBootstrapOverloadManager(t *testing.T) {
+	want, err := envoy.OverloadManager(envoy.BootstrapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, loadBootstrap(t).GetOverloadManager(), protocmp.Transform()); diff != "" {
+		t.Errorf("overload_manager differs from envoy.OverloadManager (-want +file):\n%s", diff)
+	}
 }
 
 func TestEnvoyBootstrapXDSOverMutualTLS(t *testing.T) {

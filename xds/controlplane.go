@@ -35,6 +35,9 @@ type Options struct {
 	// NodeID, when set, serves only the node with this ID; by default every
 	// node gets the same snapshot.
 	NodeID string
+	// BindNodeID refuses a stream whose node id is not one of its client
+	// certificate's NodeIdentities (xDS mTLS).
+	BindNodeID bool
 	// HoldOff, MaxDelay and Resync tune the directory watcher (zero: its
 	// defaults, 50 ms, 500 ms and 30 s).
 	HoldOff, MaxDelay, Resync time.Duration
@@ -121,6 +124,7 @@ func NewControlPlane(o Options) (*ControlPlane, error) {
 		problems: map[string]string{},
 		loaded:   make(chan struct{}),
 	}
+	cp.tracker.bind = o.BindNodeID
 	cp.xds = server.NewServer(ctx, c, cp.tracker.callbacks(), sotw.WithOrderedADS(), sotw.WithLogger(controlPlaneLogger(log)))
 	return cp, nil
 }

@@ -100,7 +100,7 @@ func newE2E(t testing.TB, holdOff time.Duration) *e2e {
 	runDone := make(chan error, 1)
 	go func() { runDone <- cp.Run(ctx) }()
 
-	lis, creds, err := Listen("127.0.0.1:0", Security{})
+	lis, creds, err := Listen("127.0.0.1:0", Security{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

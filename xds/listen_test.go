@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,39 +28,75 @@ import (
 	"github.com/certplane/certplane/pki/pkitest"
 )
 
-func TestListenRefusesNonLoopbackWithoutProtection(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "example.com:18000", "10.1.2.3:18000"} {
+// TestDefaultAddress pins serve's default xDS endpoint: a unix socket where
+// a service manager puts a sidecar's runtime files, the same one the
+// bootstrap of `certplane render --ads-bootstrap` dials.
+func TestDefaultAddress(t *testing.T) {
+	want := "unix:///run/certplane/xds.sock"
+	for name, got := range map[string]string{"DefaultAddress": DefaultAddress, "envoy.DefaultXDSAddress": envoy.DefaultXDSAddress} {
+		if got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if DefaultSocketMode != 0o600 {
+		t.Errorf("DefaultSocketMode = %04o, want 0600", DefaultSocketMode)
+	}
+}
+
+func TestListenRefusesPlaintextTCP(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "localhost:0", "[::1]:0"} {
 		_, _, err := Listen(addr, Security{})
-		want := `xds address "` + addr + `" is not loopback: the xDS stream carries private keys, so serving it on the network needs --xds-cert, --xds-key and --xds-client-ca (mTLS), or --insecure-xds to accept the risk`
+		want := `xds address "` + addr + `" is plaintext TCP: any local user could connect and read every private key served (a loopback port has no owner; a unix socket has one); use the default unix socket (unix:///run/certplane/xds.sock), xDS mTLS (--xds-cert, --xds-key, --xds-client-ca), or --insecure-xds to accept the risk`
 		if err == nil || err.Error() != want {
 			t.Errorf("Listen(%q) = %v\nwant %s", addr, err, want)
 		}
+		if got := PlaintextExposure(addr, Security{Insecure: true}); got != "any local user (a loopback port has no owner)" {
+			t.Errorf("PlaintextExposure(%q) = %q", addr, got)
+		}
 	}
-	for _, addr := range []string{"127.0.0.1:0", "localhost:0"} {
-		lis, _, err := Listen(addr, Security{})
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "example.com:18000", "10.1.2.3:18000"} {
+		_, _, err := Listen(addr, Security{})
+		want := `xds address "` + addr + `" is plaintext TCP off loopback: anyone who can reach the port could read every private key served; use xDS mTLS (--xds-cert, --xds-key, --xds-client-ca), or --insecure-xds to accept the risk`
+		if err == nil || err.Error() != want {
+			t.Errorf("Listen(%q) = %v\nwant %s", addr, err, want)
+		}
+		if got := PlaintextExposure(addr, Security{Insecure: true}); got != "anyone who can reach "+addr {
+			t.Errorf("PlaintextExposure(%q) = %q", addr, got)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		lis, _, err := Listen(addr, Security{Insecure: true})
 		if err != nil {
-			t.Errorf("Listen(%q): %v", addr, err)
-			continue
+			t.Fatalf("--insecure-xds on %s refused: %v", addr, err)
 		}
 		lis.Close()
 	}
-	lis, _, err := Listen("0.0.0.0:0", Security{Insecure: true})
-	if err != nil {
-		t.Fatalf("--insecure-xds refused: %v", err)
+	for _, tc := range []struct {
+		addr string
+		sec  Security
+		want string
+	}{
+		{"127.0.0.1:0", Security{CertFile: "x"}, "xds mTLS needs all of --xds-cert, --xds-key and --xds-client-ca"},
+		{"127.0.0.1:0", Security{Insecure: true, ClientCRLFiles: []string{"x.crl"}}, "xds client CRLs need xDS mTLS (--xds-cert, --xds-key and --xds-client-ca)"},
+		{"127.0.0.1:0", Security{Insecure: true, SocketMode: 0o660}, `xds address "127.0.0.1:0": a socket mode and group apply to a unix socket only`},
+		{"tcp://127.0.0.1:1", Security{Insecure: true}, `xds address "tcp://127.0.0.1:1": address tcp://127.0.0.1:1: too many colons in address (want unix:///path or host:port)`},
+	} {
+		if _, _, err := Listen(tc.addr, tc.sec); err == nil || err.Error() != tc.want {
+			t.Errorf("Listen(%q, %+v) = %v\nwant %s", tc.addr, tc.sec, err, tc.want)
+		}
 	}
-	lis.Close()
-	if _, _, err := Listen("0.0.0.0:0", Security{CertFile: "x"}); err == nil || err.Error() != "xds mTLS needs all of --xds-cert, --xds-key and --xds-client-ca" {
-		t.Errorf("partial mTLS flags: %v", err)
+	if got := PlaintextExposure("unix:///run/x.sock", Security{}); got != "" {
+		t.Errorf("PlaintextExposure(unix) = %q", got)
 	}
 }
 
 func TestUnixSocketMode0600(t *testing.T) {
+	dir := t.TempDir()
 	// A umask of 0 would make a plain bind 0777; the mode must not depend
 	// on it. Umask is process-wide: this test must not run in parallel.
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
 
-	dir := t.TempDir()
 	path := filepath.Join(dir, "xds.sock")
 	lis, _, err := Listen("unix://"+path, Security{})
 	if err != nil {
@@ -74,6 +111,9 @@ func TestUnixSocketMode0600(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("leftovers beside the socket: %v", entries)
+	}
+	if got := lis.Addr().String(); got != path {
+		t.Errorf("Addr() = %q, want the socket's path %q", got, path)
 	}
 
 	// While it is served, a second Listen must refuse to steal it.
@@ -94,6 +134,99 @@ func TestUnixSocketMode0600(t *testing.T) {
 	}
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("socket not removed on close: %v", err)
+	}
+}
+
+// TestUnixSocketDirectory: a missing directory is created private; one that
+// other users could write to (and so replace the socket in) is refused; a
+// directory that cannot be created says which flag to use.
+func TestUnixSocketDirectory(t *testing.T) {
+	base := t.TempDir()
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+
+	dir := filepath.Join(base, "run-certplane")
+	lis, _, err := Listen("unix://"+filepath.Join(dir, "xds.sock"), Security{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("created socket directory: %v, %v; want mode 0700", fi, err)
+	}
+
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o777, 0o1777, 0o775} {
+		if err := os.Chmod(shared, mode); err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(shared, "xds.sock")
+		want := fmt.Sprintf("xds socket %s: its directory %s is writable by other users (mode %04o), who could replace the socket; use a directory only its owner may write to, such as the default /run/certplane", sock, shared, mode.Perm())
+		if _, _, err := Listen("unix://"+sock, Security{}); err == nil || err.Error() != want {
+			t.Errorf("Listen in a %v directory: %v\nwant %s", mode, err, want)
+		}
+	}
+
+	// Only the socket's own directory is created, never a whole path.
+	missing := filepath.Join(base, "missing", "run")
+	sock := filepath.Join(missing, "xds.sock")
+	_, _, err = Listen("unix://"+sock, Security{})
+	want := "xds socket " + sock + ": cannot create its directory: mkdir " + missing + ": no such file or directory; create " + missing +
+		" (systemd: RuntimeDirectory=run), run serve as a user allowed to, or choose another socket with --xds-address unix:///path"
+	if err == nil || err.Error() != want {
+		t.Errorf("Listen where no directory can be made: %v\nwant %s", err, want)
+	}
+
+	if os.Geteuid() != 0 {
+		return
+	}
+	theirs := filepath.Join(base, "theirs")
+	if err := os.Mkdir(theirs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	sock = filepath.Join(theirs, "xds.sock")
+	if _, _, err := Listen("unix://"+sock, Security{}); err == nil || err.Error() != "xds socket "+sock+": its directory "+theirs+" belongs to uid 65534, neither root nor this process's user, who could replace the socket" {
+		t.Errorf("Listen in another user's directory: %v", err)
+	}
+}
+
+// TestUnixSocketGroup: the operator's knob for an Envoy running as another
+// user: the socket's group may connect, the directory lets it through, and
+// nobody else may.
+func TestUnixSocketGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: gives the socket another group")
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	sock := filepath.Join(dir, "xds.sock")
+	lis, _, err := Listen("unix://"+sock, Security{SocketMode: 0o660, SocketGroup: "65534"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	for path, want := range map[string]os.FileMode{sock: 0o660, dir: 0o710} {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode().Perm() != want || fi.Sys().(*syscall.Stat_t).Gid != 65534 {
+			t.Errorf("%s: %v, %v; want mode %04o, group 65534", path, fi, err, want)
+		}
+	}
+	for _, tc := range []struct {
+		sec  Security
+		want string
+	}{
+		{Security{SocketMode: 0o666}, "xds socket mode 0666: other users must not connect (the stream carries every private key); use 0600, or 0660 with a group"},
+		{Security{SocketMode: 0o060}, "xds socket mode 0060: the owner needs read and write"},
+		{Security{SocketGroup: "no-such-group-certplane"}, `xds socket group "no-such-group-certplane": group: unknown group no-such-group-certplane`},
+	} {
+		if _, _, err := Listen("unix://"+filepath.Join(dir, "other.sock"), tc.sec); err == nil || err.Error() != tc.want {
+			t.Errorf("Listen(%+v) = %v\nwant %s", tc.sec, err, tc.want)
+		}
 	}
 }
 
@@ -123,6 +256,25 @@ func TestUnixSocketStaleRemovedOtherFilesKept(t *testing.T) {
 	}
 	if _, _, err := Listen("unix://relative.sock", Security{}); err == nil {
 		t.Error("relative unix path accepted")
+	}
+
+	// A symbolic link is never followed nor replaced, whatever it points at.
+	for _, target := range []string{regular, filepath.Join(dir, "nowhere")} {
+		link := filepath.Join(dir, "link.sock")
+		os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		want := "xds socket " + link + ": is a symbolic link; refusing to follow or replace it"
+		if _, _, err := Listen("unix://"+link, Security{}); err == nil || err.Error() != want {
+			t.Errorf("Listen on a symlink to %s: %v, want %s", target, err, want)
+		}
+		if fi, err := os.Lstat(link); err != nil || fi.Mode().Type() != os.ModeSymlink {
+			t.Errorf("the symlink was touched: %v %v", fi, err)
+		}
+	}
+	if b, err := os.ReadFile(regular); err != nil || string(b) != "x" {
+		t.Errorf("the file a symlink points at was touched: %q %v", b, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"slices"
 	"sync"
@@ -22,6 +23,7 @@ import (
 // stops a NACK from becoming a resend loop (see onRequest).
 type tracker struct {
 	only    string // serve only this node ID, when set
+	bind    bool   // a node id must be an identity of the client certificate
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -33,6 +35,7 @@ type tracker struct {
 type streamState struct {
 	node   *core.Node
 	peer   string
+	cert   *x509.Certificate // the client certificate, nil without mTLS
 	opened time.Time
 	delta  bool
 	// sent holds, per type URL, the nonce and version of the last response.
@@ -66,14 +69,14 @@ func (t *tracker) callbacks() server.Callbacks {
 		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
 			t.onResponse(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
 		},
-		FetchRequestFunc: func(_ context.Context, req *discovery.DiscoveryRequest) error {
-			return t.admit(req.GetNode())
+		FetchRequestFunc: func(ctx context.Context, req *discovery.DiscoveryRequest) error {
+			return t.admit(req.GetNode(), peerCert(ctx))
 		},
 	}
 }
 
 func (t *tracker) open(ctx context.Context, id int64, delta bool) {
-	st := &streamState{opened: t.now(), delta: delta, sent: map[string]sentResponse{}, types: map[string]*admin.TypeState{}}
+	st := &streamState{opened: t.now(), delta: delta, sent: map[string]sentResponse{}, types: map[string]*admin.TypeState{}, cert: peerCert(ctx)}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.peer = p.Addr.String()
 	}
@@ -95,10 +98,20 @@ func (t *tracker) close(id int64) {
 }
 
 // admit refuses a node the server does not serve: better a clear error at
-// once than a stream that is never answered.
-func (t *tracker) admit(n *core.Node) error {
+// once than a stream that is never answered. With bind, the node id must
+// be one of cert's NodeIdentities.
+func (t *tracker) admit(n *core.Node, cert *x509.Certificate) error {
 	if t.only != "" && n.GetId() != t.only {
 		return status.Errorf(codes.PermissionDenied, "node %q is not served: this control plane serves only node %q (--node-id)", n.GetId(), t.only)
+	}
+	if !t.bind {
+		return nil
+	}
+	if cert == nil {
+		return status.Errorf(codes.PermissionDenied, "node %q refused: node ids are bound to client certificates (--xds-bind-node-id) and this connection has none", n.GetId())
+	}
+	if !nodeBound(n.GetId(), cert) {
+		return status.Errorf(codes.PermissionDenied, "node %q refused: node ids are bound to client certificates (--xds-bind-node-id) and this one may be %q only", n.GetId(), NodeIdentities(cert))
 	}
 	return nil
 }
@@ -127,7 +140,7 @@ func (t *tracker) onRequest(id int64, req *discovery.DiscoveryRequest) error {
 	node := st.node
 	t.mu.Unlock()
 	if first {
-		if err := t.admit(node); err != nil {
+		if err := t.admit(node, st.cert); err != nil {
 			t.log.Warn("xds node refused", "node", node.GetId(), "peer", st.peer, "err", err)
 			return err
 		}
@@ -200,7 +213,8 @@ func (t *tracker) onDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest)
 	n := t.connectedLocked()
 	t.mu.Unlock()
 	if first {
-		if err := t.admit(node); err != nil {
+		if err := t.admit(node, st.cert); err != nil {
+			t.log.Warn("xds node refused", "node", node.GetId(), "peer", st.peer, "err", err)
 			return err
 		}
 		t.metrics.setConnected(n)

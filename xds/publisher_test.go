@@ -326,10 +326,10 @@ func TestNodeIDServesOnlyThatNode(t *testing.T) {
 		t.Error("a shared snapshot exists although --node-id is set")
 	}
 	tk := newTracker("edge-1", discardLogger(), nil)
-	if err := tk.admit(nodeOf("edge-2")); err == nil || err.Error() != `rpc error: code = PermissionDenied desc = node "edge-2" is not served: this control plane serves only node "edge-1" (--node-id)` {
+	if err := tk.admit(nodeOf("edge-2"), nil); err == nil || err.Error() != `rpc error: code = PermissionDenied desc = node "edge-2" is not served: this control plane serves only node "edge-1" (--node-id)` {
 		t.Errorf("admit edge-2: %v", err)
 	}
-	if err := tk.admit(nodeOf("edge-1")); err != nil {
+	if err := tk.admit(nodeOf("edge-1"), nil); err != nil {
 		t.Errorf("admit edge-1: %v", err)
 	}
 }

@@ -341,7 +341,7 @@ func TestBrowserServeStatusPage(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- runServe(ctx, []string{"--certs", filepath.Join(dir, "certs"), "--config", filepath.Join(dir, "config"),
-			"--xds-address", "127.0.0.1:0", "--admin-address", admin}, io.Discard, io.Discard)
+			"--xds-address", "unix://" + filepath.Join(t.TempDir(), "xds.sock"), "--admin-address", admin}, io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()

@@ -81,7 +81,7 @@ func TestProxyMatrixEmbeddedAndRemoteAgree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{})
+		lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{Insecure: true})
 		if err != nil {
 			t.Fatal(err)
 		}

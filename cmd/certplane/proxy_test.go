@@ -121,7 +121,7 @@ func TestProxyStandaloneAndRemoteAgree(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{})
+	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}

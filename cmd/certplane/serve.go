@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"strconv"
 
 	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
@@ -30,19 +32,32 @@ whose inputs become invalid keeps its last good version while the others
 update; every problem is logged (JSON, on stderr) with its file and shown on
 the admin endpoint's /status.
 
-The xDS stream carries private keys. It listens on loopback by default; a
-unix socket (unix:///path) is created mode 0600. A non-loopback TCP address
-needs --xds-cert, --xds-key and --xds-client-ca (mutual TLS: clients must
-present a certificate issued by that CA), or --insecure-xds.`)
+The xDS stream carries every private key served. By default it is the unix
+socket `+xds.DefaultAddress+`, mode 0600 (its directory is
+created 0700 when missing): only this process's user can connect. To let
+Envoy run as another user, give both a group of their own with
+--xds-socket-group and --xds-socket-mode 0660: every member of that group can
+then read every key.
+
+A TCP address needs xDS mutual TLS (--xds-cert, --xds-key, --xds-client-ca:
+clients must present a certificate that chains to that CA, is not revoked
+by --xds-client-crl or a CRL block of the CA file, and, with
+--xds-bind-node-id, names their node id), or --insecure-xds, even on
+loopback.`)
 	certs := fs.String("certs", "", "certificate directory (server/, client/, trust/)")
 	configDir := fs.String("config", "", "config directory (*.yaml)")
-	xdsAddr := fs.String("xds-address", xds.DefaultAddress, "xDS listen address: host:port or unix:///path")
+	xdsAddr := fs.String("xds-address", xds.DefaultAddress, "xDS listen address: unix:///path or host:port (TCP needs mTLS or --insecure-xds)")
 	adminAddr := fs.String("admin-address", admin.DefaultAddress, "admin HTTP listen address (/healthz, /readyz, /status, /metrics); empty disables it")
 	nodeID := fs.String("node-id", "", "serve only the node with this ID (default: every node gets the same configuration)")
 	xdsCert := fs.String("xds-cert", "", "xDS mTLS: server certificate chain (PEM)")
 	xdsKey := fs.String("xds-key", "", "xDS mTLS: server private key (PEM)")
-	xdsCA := fs.String("xds-client-ca", "", "xDS mTLS: CA bundle that client certificates must chain to (PEM)")
-	insecureXDS := fs.Bool("insecure-xds", false, "allow plaintext xDS on a non-loopback address (anyone who reaches it can read every private key)")
+	xdsCA := fs.String("xds-client-ca", "", "xDS mTLS: CA bundle that client certificates must chain to (PEM; X509 CRL blocks in it are checked too)")
+	var xdsCRLs stringsFlag
+	fs.Var(&xdsCRLs, "xds-client-crl", "xDS mTLS: CRL file (PEM or DER) of the client CA, checked on every handshake and reloaded when it changes; repeatable")
+	bindNodeID := fs.Bool("xds-bind-node-id", false, "xDS mTLS: refuse a node id that is not an identity of the client certificate (a URI or DNS SAN, or the CN when it has neither)")
+	socketMode := fs.String("xds-socket-mode", "0600", "permission bits of the xDS unix socket: 0600, or 0660 to let --xds-socket-group connect (every member can read every private key)")
+	socketGroup := fs.String("xds-socket-group", "", "group (name or id) of the xDS unix socket, e.g. Envoy's own group")
+	insecureXDS := fs.Bool("insecure-xds", false, "allow plaintext xDS on a TCP address, loopback included: any local user (on loopback) or anyone who reaches the port can read every private key served")
 	debounce := durationFlag{d: watcher.DefaultHoldOff}
 	fs.Var(&debounce, "debounce", "quiet time after a file change before reloading")
 	maxDelay := durationFlag{d: watcher.DefaultMaxDelay}
@@ -63,23 +78,38 @@ present a certificate issued by that CA), or --insecure-xds.`)
 		return usageError("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	sec := xds.Security{
+		CertFile: *xdsCert, KeyFile: *xdsKey, ClientCAFile: *xdsCA, ClientCRLFiles: xdsCRLs,
+		Insecure: *insecureXDS, SocketGroup: *socketGroup, Logger: log,
+	}
+	mode, err := parseSocketMode(*socketMode, *socketGroup)
+	if err != nil {
+		return err
+	}
+	sec.SocketMode = mode
+	if *bindNodeID && *xdsCA == "" {
+		return usageError("--xds-bind-node-id needs xDS mTLS (--xds-cert, --xds-key, --xds-client-ca): a node id is bound to a client certificate")
+	}
 
 	reg := admin.NewRegistry()
 	cp, err := xds.NewControlPlane(xds.Options{
-		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID,
+		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID, BindNodeID: *bindNodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
-		// A backend on the admin endpoint is a warning (log and /status).
-		Load: config.Loader{AdminAddresses: nonEmpty(*adminAddr)}.Load,
+		// A backend on the admin endpoint and a client CA that xDS and a
+		// listener share are warnings (log and /status).
+		Load: loadWarningSharedCA(config.Loader{AdminAddresses: nonEmpty(*adminAddr)}.Load, *xdsCA),
 	})
 	if err != nil {
 		return err
 	}
-	lis, creds, err := xds.Listen(*xdsAddr, xds.Security{
-		CertFile: *xdsCert, KeyFile: *xdsKey, ClientCAFile: *xdsCA, Insecure: *insecureXDS,
-	})
+	lis, creds, err := xds.Listen(*xdsAddr, sec)
 	if err != nil {
 		return err
+	}
+	if who := xds.PlaintextExposure(*xdsAddr, sec); who != "" {
+		log.Warn("xds: plaintext TCP without authentication", "address", *xdsAddr,
+			"exposed", "every private key served (SDS secrets) and the whole configuration", "to", who)
 	}
 	var adminLis net.Listener
 	if *adminAddr != "" {
@@ -103,7 +133,8 @@ present a certificate issued by that CA), or --insecure-xds.`)
 	}
 	start("control plane", func() error { return cp.Run(ctx) })
 	start("xds server", func() error { return cp.Serve(ctx, lis, creds) })
-	log.Info("xds listening", "address", lis.Addr().String(), "mtls", *xdsCert != "", "node_id", *nodeID)
+	log.Info("xds listening", "address", lis.Addr().String(), "mtls", *xdsCert != "", "client_crls", len(xdsCRLs),
+		"bind_node_id", *bindNodeID, "node_id", *nodeID)
 	if adminLis != nil {
 		h := admin.Handler(admin.Options{
 			Status:   func() any { return admin.Status{ControlPlane: cp.Status()} },
@@ -129,4 +160,37 @@ present a certificate issued by that CA), or --insecure-xds.`)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// parseSocketMode reads --xds-socket-mode (octal). It refuses bits for other
+// users, and a group that the mode would not let in.
+func parseSocketMode(s, group string) (fs.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	mode := fs.FileMode(n)
+	if err != nil || mode&^fs.ModePerm != 0 {
+		return 0, usageError("--xds-socket-mode %q: want octal permission bits such as 0600 or 0660", s)
+	}
+	if mode&0o007 != 0 {
+		return 0, usageError("--xds-socket-mode %04o lets every local user connect and read every private key served; use 0600, or 0660 with --xds-socket-group", mode)
+	}
+	if mode&0o600 != 0o600 {
+		return 0, usageError("--xds-socket-mode %04o: the owner needs read and write (0600)", mode)
+	}
+	if group != "" && mode&0o020 == 0 {
+		return 0, usageError("--xds-socket-group %s needs a --xds-socket-mode that lets the group connect (0660)", group)
+	}
+	return mode, nil
+}
+
+// loadWarningSharedCA is load, plus a warning on each trust store that
+// shares a CA with the xDS client CA file (see xds.SharedClientCAWarnings),
+// so that it reaches the log and /status.
+func loadWarningSharedCA(load func(certsDir, configDir string) (*config.Model, error), xdsCA string) func(certsDir, configDir string) (*config.Model, error) {
+	return func(certsDir, configDir string) (*config.Model, error) {
+		m, err := load(certsDir, configDir)
+		if err == nil && xdsCA != "" {
+			m.Warnings = append(m.Warnings, xds.SharedClientCAWarnings(m, xdsCA)...)
+		}
+		return m, err
+	}
 }

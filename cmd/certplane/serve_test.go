@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -173,12 +174,73 @@ func fetchStatus(t *testing.T, addr string) admin.Status {
 
 func TestServeRefusesOpenXDS(t *testing.T) {
 	std := pkitest.NewStandard(t, "127.0.0.1:8443", "127.0.0.1:9001")
-	err := runServe(context.Background(), []string{
-		"--certs", std.Certs, "--config", std.Config, "--xds-address", "0.0.0.0:18000", "--admin-address", "",
-	}, io.Discard, io.Discard)
-	want := `xds address "0.0.0.0:18000" is not loopback: the xDS stream carries private keys, so serving it on the network needs --xds-cert, --xds-key and --xds-client-ca (mTLS), or --insecure-xds to accept the risk`
-	if err == nil || err.Error() != want {
-		t.Fatalf("got %v\nwant %s", err, want)
+	for _, tc := range []struct{ addr, want string }{
+		{"0.0.0.0:18000", `xds address "0.0.0.0:18000" is plaintext TCP off loopback: anyone who can reach the port could read every private key served; use xDS mTLS (--xds-cert, --xds-key, --xds-client-ca), or --insecure-xds to accept the risk`},
+		{"127.0.0.1:0", `xds address "127.0.0.1:0" is plaintext TCP: any local user could connect and read every private key served (a loopback port has no owner; a unix socket has one); use the default unix socket (unix:///run/certplane/xds.sock), xDS mTLS (--xds-cert, --xds-key, --xds-client-ca), or --insecure-xds to accept the risk`},
+	} {
+		err := runServe(context.Background(), []string{
+			"--certs", std.Certs, "--config", std.Config, "--xds-address", tc.addr, "--admin-address", "",
+		}, io.Discard, io.Discard)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("--xds-address %s: got %v\nwant %s", tc.addr, err, tc.want)
+		}
+	}
+}
+
+// TestServeDefaultXDSAddress: with no --xds-address, serve listens on the
+// private unix socket (the address itself is tested in xds; the binary test
+// in hardening starts serve on it).
+func TestServeDefaultXDSAddress(t *testing.T) {
+	var out bytes.Buffer
+	if err := runServe(context.Background(), []string{"--help"}, &out, io.Discard); !errors.Is(err, errHelp) {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `(default "unix:///run/certplane/xds.sock")`) || !strings.Contains(out.String(), `-xds-socket-mode string`) {
+		t.Errorf("serve --help does not show the unix socket default:\n%s", out.String())
+	}
+}
+
+func TestServeXDSFlagErrors(t *testing.T) {
+	std := pkitest.NewStandard(t, "127.0.0.1:8443", "127.0.0.1:9001")
+	sock := "unix://" + filepath.Join(t.TempDir(), "xds.sock")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xds-socket-mode", "0666"}, "--xds-socket-mode 0666 lets every local user connect and read every private key served; use 0600, or 0660 with --xds-socket-group"},
+		{[]string{"--xds-socket-mode", "rw"}, `--xds-socket-mode "rw": want octal permission bits such as 0600 or 0660`},
+		{[]string{"--xds-socket-mode", "0400"}, "--xds-socket-mode 0400: the owner needs read and write (0600)"},
+		{[]string{"--xds-socket-group", "envoy"}, "--xds-socket-group envoy needs a --xds-socket-mode that lets the group connect (0660)"},
+		{[]string{"--xds-bind-node-id"}, "--xds-bind-node-id needs xDS mTLS (--xds-cert, --xds-key, --xds-client-ca): a node id is bound to a client certificate"},
+	} {
+		err := runServe(context.Background(), append([]string{"--certs", std.Certs, "--config", std.Config, "--xds-address", sock, "--admin-address", ""}, tc.args...), io.Discard, io.Discard)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != 2 || err.Error() != tc.want {
+			t.Errorf("serve %v: %v\nwant exit 2: %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestServeWarnsSharedClientCA: an xDS client CA that a listener's trust
+// store also trusts is a warning in the log and on /status.
+func TestServeWarnsSharedClientCA(t *testing.T) {
+	std := pkitest.NewStandard(t, "127.0.0.1:8443", "127.0.0.1:9001")
+	srv := pkitest.NewCA(t, "xds server CA").Server("127.0.0.1", pkitest.IPs("127.0.0.1"))
+	crt, key := std.Tree.Client("xds-server", srv) // outside trust/: not a trust store
+	sl, _, _ := startServe(t, "--certs", std.Certs, "--config", std.Config, "--admin-address", "127.0.0.1:0",
+		"--xds-address", "unix://"+filepath.Join(t.TempDir(), "xds.sock"),
+		"--xds-cert", crt, "--xds-key", key, "--xds-client-ca", std.TrustCA)
+	w := sl.next(t, "warning")
+	if w["file"] != std.TrustCA || !strings.Contains(w["warning"].(string), `is also a CA of trust store "clients"`) {
+		t.Errorf("warning line %v", w)
+	}
+	st := fetchStatus(t, sl.next(t, "admin listening")["address"].(string))
+	found := false
+	for _, p := range st.ControlPlane.Warnings {
+		found = found || p.File == std.TrustCA
+	}
+	if !found {
+		t.Errorf("/status warnings %+v do not name %s", st.ControlPlane.Warnings, std.TrustCA)
 	}
 }
 

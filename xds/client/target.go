@@ -29,16 +29,22 @@ const (
 )
 
 // checkTarget validates cfg.Target and reports whether it is a unix socket.
-// Only "host:port" and "unix:" targets are accepted: other gRPC schemes
-// (dns:///, xds:///) would hide where the plaintext check applies.
+// Only "host:port" and unix socket targets are accepted: other gRPC schemes
+// (dns:///, xds:///) would hide where the plaintext check applies. A unix
+// socket is unix:///absolute/path (what certplane serve prints) or gRPC's
+// unix:/absolute/path; a relative path would depend on the working
+// directory, and unix://host/path names no socket at all.
 func checkTarget(target string) (unix bool, host string, err error) {
 	if target == "" {
 		return false, "", errors.New("xds client: empty target: want host:port or unix:///path")
 	}
-	if strings.HasPrefix(target, "unix:") {
-		path := strings.TrimPrefix(strings.TrimPrefix(target, "unix:"), "//")
+	if rest, ok := strings.CutPrefix(target, "unix:"); ok {
+		path := strings.TrimPrefix(rest, "//")
 		if path == "" || path == "/" {
 			return false, "", fmt.Errorf("xds client: target %q has no socket path: want unix:///path", target)
+		}
+		if !strings.HasPrefix(path, "/") {
+			return false, "", fmt.Errorf("xds client: target %q: want unix:///absolute/path (a relative path or a host is not a socket path)", target)
 		}
 		return true, "", nil
 	}

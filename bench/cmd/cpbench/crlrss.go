@@ -55,7 +55,7 @@ func crlCost(ctx context.Context, bin, benchproxy, work, name string, ca *pki.CA
 	if err != nil {
 		return nil, err
 	}
-	serveArgs := []string{"--certs", fx.certs, "--config", fx.config, "--xds-address", xdsAddr, "--admin-address", serveAdmin}
+	serveArgs := []string{"--certs", fx.certs, "--config", fx.config, "--xds-address", xdsAddr, "--insecure-xds", "--admin-address", serveAdmin}
 	serve, err := startDaemon(filepath.Join(dir, "serve.log"), bin, append([]string{"serve", "--log-level", "warn"}, serveArgs...)...)
 	if err != nil {
 		return nil, err

@@ -59,7 +59,7 @@ func fanout(ctx context.Context, bin, work string, n int) (*Fanout, error) {
 		return nil, err
 	}
 	d, err := startDaemon(filepath.Join(dir, "serve.log"), bin, "serve", "--certs", fx.certs, "--config", fx.config,
-		"--xds-address", xdsAddr, "--admin-address", adminAddr, "--log-level", "warn")
+		"--xds-address", xdsAddr, "--insecure-xds", "--admin-address", adminAddr, "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func propagation(ctx context.Context, work string, n int) (*Propagation, error) 
 	if err != nil {
 		return nil, err
 	}
-	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{})
+	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{Insecure: true})
 	if err != nil {
 		return nil, err
 	}
