@@ -62,6 +62,9 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	}
 	r.m.Warnings = slices.Concat(servers.warnings, clients.warnings, trust.warnings)
 	r.resolve(files)
+	// A trust store with a bad file is served without it (or with its last
+	// good content): its defects block no listener, but they are errors.
+	r.addProblems("", trust.errs)
 	return r.m, nil
 }
 
