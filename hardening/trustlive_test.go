@@ -179,18 +179,26 @@ func startPlanes(t *testing.T, tt *trustTree, extra ...string) *planes {
 		"--debounce", "5ms", "--resync", "1h", "--log-level", "debug"}, extra...)
 	p.startServe()
 	p.proxy = startProc(t, "proxy", "--xds", "unix://"+p.sock, "--admin-address", "", "--drain-timeout", "1s")
+	p.observe()
+	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.alice: true, tt.bob: true})
+	return p
+}
+
+// observe subscribes a fresh ADS client to serve, as a new Envoy would: a
+// client that resumes with the versions it has gets nothing from a serve
+// whose versions did not change.
+func (p *planes) observe() {
+	p.t.Helper()
 	p.obs = &trustObserver{}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = client.Run(ctx, client.Config{Target: "unix://" + p.sock, NodeID: "observer", OnUpdate: p.obs.update,
+		_ = client.Run(ctx, client.Config{Target: "unix://" + p.sock, NodeID: fmt.Sprintf("observer-%p", p.obs), OnUpdate: p.obs.update,
 			Backoff: func(int) time.Duration { return 50 * time.Millisecond }})
 	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.alice: true, tt.bob: true})
-	return p
+	p.t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
 func (p *planes) startServe() {
@@ -224,8 +232,8 @@ func (p *planes) settle() {
 func (p *planes) restartServe() {
 	p.t.Helper()
 	p.serve.kill(p.t)
-	p.obs.reset()
 	p.startServe()
+	p.observe()
 }
 
 // status is serve's /status, as an operator fetches it.
@@ -306,12 +314,6 @@ func (o *trustObserver) update(r client.Resources) {
 	o.mu.Unlock()
 }
 
-func (o *trustObserver) reset() {
-	o.mu.Lock()
-	o.crls = nil
-	o.mu.Unlock()
-}
-
 // number is the CRL number of issuer cn's CRL in the Secret, nil if none.
 func (o *trustObserver) number(cn string) *big.Int {
 	o.mu.Lock()
@@ -347,7 +349,13 @@ func crlNumberOf(t *testing.T, pemCRL []byte) *big.Int {
 // output.
 func checkNames(t *testing.T, tt *trustTree, parts ...string) {
 	t.Helper()
-	out, code := runCLI(t, "check", "--certs", tt.Certs, "--config", tt.Config)
+	checkWith(t, tt, nil, parts...)
+}
+
+// checkWith is checkNames with more flags.
+func checkWith(t *testing.T, tt *trustTree, flags []string, parts ...string) {
+	t.Helper()
+	out, code := runCLI(t, append([]string{"check", "--certs", tt.Certs, "--config", tt.Config}, flags...)...)
 	if code != 1 {
 		t.Errorf("certplane check exit %d, want 1:\n%s", code, out)
 	}
@@ -406,10 +414,10 @@ func TestOneBadCRLDoesNotFreezeTheStore(t *testing.T) {
 	})
 }
 
-// TestCRLRollbackRefused is issue #11 item 2: an older CRL of A copied over
-// the newer one is refused on both planes, the file and both numbers are
-// named, and with --state-dir the refusal survives a restart (SIGKILL: what
-// is remembered is on disk before it is served).
+// TestCRLRollbackRefused is issue #11 item 2 within one serve process: an
+// older CRL of A copied over the newer one is refused on both planes, the
+// file and both numbers are named; a deleted CRL file leaves A's newest CRL
+// served, with a warning that names A and the way out.
 func TestCRLRollbackRefused(t *testing.T) {
 	tt := newTrustTree(t)
 	p := startPlanes(t, tt)
@@ -433,15 +441,14 @@ func TestCRLRollbackRefusedAcrossRestart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	p := startPlanes(t, tt, "--state-dir", state)
 	oldN, newN := rollback(t, tt, p)
+	numbers := []string{tt.aCRL, "CRL number " + oldN.String(), "CRL number " + newN.String()}
+	checkWith(t, tt, []string{"--state-dir", state}, numbers...)
 
 	p.restartServe()
 	p.obs.waitNumber(t, deadline, "A Root", newN)
 	p.waitProblem(false, tt.aCRL, "CRL number "+oldN.String(), "CRL number "+newN.String())
 	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.alice: false, tt.amy: true})
-	out, code := runCLI(t, "check", "--certs", tt.Certs, "--config", tt.Config, "--state-dir", state)
-	if code != 1 || !strings.Contains(out, "CRL number "+newN.String()) {
-		t.Errorf("certplane check --state-dir: exit %d, want 1 naming CRL number %s:\n%s", code, newN, out)
-	}
+	checkWith(t, tt, []string{"--state-dir", state}, numbers...)
 }
 
 // rollback serves A's CRL n, then n+1 revoking alice, then copies n back:
@@ -470,7 +477,6 @@ func rollback(t *testing.T, tt *trustTree, p *planes) (oldN, newN *big.Int) {
 		t.Errorf("after the rollback the Secret carries A's CRL number %v, want %v", n, newN)
 	}
 	tt.waitVerdicts(t, propagation, map[*pkitest.Leaf]bool{tt.alice: false, tt.amy: true})
-	checkNames(t, tt, tt.aCRL, "CRL number "+oldN.String(), "CRL number "+newN.String())
 	return oldN, newN
 }
 
@@ -519,4 +525,32 @@ func TestRecreatedCertsDirectory(t *testing.T) {
 		return err == nil, fmt.Sprintf("a new listener in the re-created config directory is not served: %v", err)
 	})
 	t.Logf("after re-creating the config directory: a new listener served in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestCRLRollbackRefusedStandaloneProxyRestart is item 2 on `certplane
+// proxy` standalone with --state-dir: after a SIGKILL and a restart on the
+// older CRL, revoked alice is still refused.
+func TestCRLRollbackRefusedStandaloneProxyRestart(t *testing.T) {
+	tt := newTrustTree(t)
+	state := filepath.Join(t.TempDir(), "state")
+	p := &planes{t: t, tt: tt, adminPort: freePort(t)}
+	start := func() *proc {
+		return startProc(t, "proxy", "--certs", tt.Certs, "--config", tt.Config, "--state-dir", state,
+			"--admin-address", fmt.Sprintf("127.0.0.1:%d", p.adminPort), "--drain-timeout", "1s")
+	}
+	prx := start()
+	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.alice: true, tt.amy: true})
+	older := tt.a.CRLPEM()
+	tt.Write("certs/trust/clients/a.crl", older, 0o644)
+	newer := tt.a.CRLPEM(pkitest.CRLRevoked(tt.alice))
+	tt.Write("certs/trust/clients/a.crl", newer, 0o644)
+	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.alice: false, tt.amy: true})
+	tt.Write("certs/trust/clients/a.crl", older, 0o644)
+	p.waitProblem(false, tt.aCRL, "CRL number "+crlNumberOf(t, older).String(), "CRL number "+crlNumberOf(t, newer).String())
+
+	prx.kill(t)
+	start()
+	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.amy: true})
+	tt.waitVerdicts(t, propagation, map[*pkitest.Leaf]bool{tt.alice: false, tt.amy: true})
+	p.waitProblem(false, tt.aCRL, "CRL number "+crlNumberOf(t, older).String(), "CRL number "+crlNumberOf(t, newer).String())
 }

@@ -41,8 +41,16 @@ type Options struct {
 	// Registry receives the control plane's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	// Load reads the directories; nil means config.Load.
+	// Load reads the directories; nil means a config.Loader that remembers
+	// trust material between reloads (config.TrustMemory), with StateDir
+	// and MaxTrustStoreSize.
 	Load func(certsDir, configDir string) (*config.Model, error)
+	// StateDir, when set, keeps the newest CRL of each CA across restarts
+	// (see config.NewTrustMemory); used only when Load is nil.
+	StateDir string
+	// MaxTrustStoreSize bounds one trust store's files (zero: the config
+	// default); used only when Load is nil.
+	MaxTrustStoreSize int64
 	// ExpiryWarning is how close to expiry a served certificate or CRL
 	// nextUpdate is logged and flagged (certplane_expiring_soon); zero
 	// means admin.DefaultExpiryWarning (30 days).
@@ -86,7 +94,11 @@ func NewControlPlane(o Options) (*ControlPlane, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	if o.Load == nil {
-		o.Load = config.Load
+		mem, err := config.NewTrustMemory(o.StateDir, false)
+		if err != nil {
+			return nil, fmt.Errorf("control plane: --state-dir: %w", err)
+		}
+		o.Load = config.Loader{Trust: mem, MaxTrustStoreSize: o.MaxTrustStoreSize}.Load
 	}
 	w, err := watcher.New(watcher.Options{
 		Dirs:     []string{o.CertsDir, o.ConfigDir},

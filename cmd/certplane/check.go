@@ -19,7 +19,7 @@ func init() {
 }
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "certplane check --certs DIR --config DIR",
+	fs := newFlagSet("check", "certplane check --certs DIR --config DIR [--state-dir DIR]",
 		`Load and validate the certificate directory and the config directory exactly
 as certplane serve does, print what would be served (per listener: address,
 TLS policy, certificates with subject, SANs and expiry, client-auth mode, trust
@@ -29,10 +29,15 @@ then every problem and warning, each naming its file.
 Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
 	certs := fs.String("certs", "certs", "certificate directory: server/, client/ and trust/")
 	cfg := fs.String("config", "config", "config directory: *.yaml and *.yml")
+	trust := addTrustFlags(fs, true)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
-	m, err := config.Load(*certs, *cfg)
+	mem, err := config.NewTrustMemory(trust.stateDir, true)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("--state-dir: %w", err)}
+	}
+	m, err := config.Loader{Trust: mem, MaxTrustStoreSize: trust.maxStore.n}.Load(*certs, *cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

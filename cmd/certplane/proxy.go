@@ -37,6 +37,7 @@ type proxyFlags struct {
 	adminAddr, logFile, logLevel    string
 	drain                           time.Duration
 	expiryWarning                   durationFlag
+	trust                           *trustFlags
 }
 
 const proxyUsage = `Terminates HTTPS with mutual TLS and forwards to backends round robin,
@@ -68,8 +69,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
 	f.expiryWarning = durationFlag{d: admin.DefaultExpiryWarning}
 	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
+	f.trust = addTrustFlags(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
+	}
+	if f.xdsAddr != "" && f.trust.set(fs) {
+		return usageError("--state-dir and --max-trust-store-size apply to standalone mode; with --xds, give them to certplane serve")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -168,7 +173,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // socket (mode 0600 in a fresh 0700 directory), so that standalone mode
 // consumes exactly the resources a remote `certplane serve` would send.
 func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, errc chan<- error) (*xds.ControlPlane, string, func(), error) {
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d})
+	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
+		StateDir: f.trust.stateDir, MaxTrustStoreSize: f.trust.maxStore.n})
 	if err != nil {
 		return nil, "", nil, err
 	}

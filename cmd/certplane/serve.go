@@ -51,6 +51,7 @@ present a certificate issued by that CA), or --insecure-xds.`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	expiryWarning := durationFlag{d: admin.DefaultExpiryWarning}
 	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
+	trust := addTrustFlags(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -68,6 +69,7 @@ present a certificate issued by that CA), or --insecure-xds.`)
 		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
+		StateDir: trust.stateDir, MaxTrustStoreSize: trust.maxStore.n,
 	})
 	if err != nil {
 		return err
