@@ -34,14 +34,23 @@ func (ld *loaded[T]) warn(file string, err error) {
 
 // problemsOf splits a joined error into one Problem per defect.
 func problemsOf(listener string, err error) []Problem {
+	var out []Problem
+	for _, e := range defects(err) {
+		out = append(out, problemOf(listener, e))
+	}
+	return out
+}
+
+// defects splits a joined error into its defects.
+func defects(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []Problem
+		var out []error
 		for _, e := range j.Unwrap() {
-			out = append(out, problemsOf(listener, e)...)
+			out = append(out, defects(e)...)
 		}
 		return out
 	}
-	return []Problem{problemOf(listener, err)}
+	return []error{err}
 }
 
 // pairFiles are the two files of one key pair, in either layout.

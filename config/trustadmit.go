@@ -91,12 +91,12 @@ func (a *storeAdmission) run(in []trustInput) (*TrustStore, error) {
 		if len(a.failures) == 0 {
 			return nil, fileErr(a.dir(), errNoCA)
 		}
-		return nil, a.refusal(nil)
+		return nil, a.refusal("")
 	}
 	a.pickNewest(a.checkCRLs())
 	a.keepRememberedCRLs()
 	if len(a.served) == 0 && a.lost {
-		return nil, a.refusal(fileErr(a.dir(), fmt.Errorf("trust store %q has no CRL left while a file that may carry one is left out; without any CRL no client would be checked for revocation, so the store is refused until the file is fixed", a.name)))
+		return nil, a.refusal("without it the store has no CRL, and then no client would be checked for revocation: the whole store is refused until the file is fixed")
 	}
 	a.checkDates()
 	ts := a.build()
@@ -392,23 +392,25 @@ func (a *storeAdmission) err() error {
 	return errors.Join(append(errs, a.errs...)...)
 }
 
-// refusal joins the defects of a refused store, and why.
-func (a *storeAdmission) refusal(why error) error {
+// refusal joins the defects of a refused store; note, when set, says why
+// each file left out refuses the whole store.
+func (a *storeAdmission) refusal(note string) error {
 	var errs []error
 	for _, f := range a.failures {
-		errs = append(errs, f.err)
+		if note != "" && !f.fallback {
+			errs = append(errs, noted(f.err, note)...)
+		} else {
+			errs = append(errs, f.err)
+		}
 	}
-	return errors.Join(append(append(errs, a.errs...), why)...)
+	return errors.Join(append(errs, a.errs...)...)
 }
 
 // noted splits a joined error and appends note to each defect.
 func noted(err error, note string) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, noted(e, note)...)
-		}
-		return out
+	var out []error
+	for _, e := range defects(err) {
+		out = append(out, fmt.Errorf("%w; %s", e, note))
 	}
-	return []error{fmt.Errorf("%w; %s", err, note)}
+	return out
 }

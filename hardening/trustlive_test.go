@@ -1,7 +1,6 @@
 package hardening_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -107,48 +106,31 @@ func waitWithin(t *testing.T, within time.Duration, cond func() (bool, string)) 
 // proc is one running certplane process.
 type proc struct {
 	cmd   *exec.Cmd
-	lines <-chan string
-	done  chan struct{}
+	lines <-chan string // stderr; closed when the process has exited
 }
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(certplaneBin(t), args...)
-	cmd.Stdout = io.Discard
-	pr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1024)
-	p := &proc{cmd: cmd, lines: lines, done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default: // nobody is waiting for lines this late
-			}
-		}
-		close(lines)
-		_ = cmd.Wait() // after the pipe is drained, as Wait requires
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill(t) })
-	return p
+	lines, cmd := startBin(t, nil, args...)
+	return &proc{cmd: cmd, lines: lines}
 }
 
 // kill stops the process at once, as a crash or an OOM kill would: what it
-// remembers across restarts must already be on disk.
+// remembers across restarts must already be on disk. Its stderr closing is
+// its exit (startBin's cleanup reaps it).
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
 	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.done:
-	case <-time.After(deadline):
-		t.Error("process did not exit after SIGKILL")
+	timeout := time.After(deadline)
+	for {
+		select {
+		case _, ok := <-p.lines:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatal("process did not exit after SIGKILL")
+		}
 	}
 }
 
@@ -553,4 +535,49 @@ func TestCRLRollbackRefusedStandaloneProxyRestart(t *testing.T) {
 	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.amy: true})
 	tt.waitVerdicts(t, propagation, map[*pkitest.Leaf]bool{tt.alice: false, tt.amy: true})
 	p.waitProblem(false, tt.aCRL, "CRL number "+crlNumberOf(t, older).String(), "CRL number "+crlNumberOf(t, newer).String())
+}
+
+// TestTrustStoreCapLive is the trust-store part of issue #11 item 9 on the
+// real binaries: eight sparse files of 127 MiB (each under the per-file
+// limit) are refused by the store total before any is read. Both planes
+// keep the store's last good version (alice admitted, then a revocation
+// after the files go applies), serve's peak RSS does not grow, and check
+// names the store and its largest files at once.
+func TestTrustStoreCapLive(t *testing.T) {
+	tt := newTrustTree(t)
+	p := startPlanes(t, tt)
+	peak0 := procKB(t, p.serve.cmd.Process.Pid, "VmHWM")
+	dir := filepath.Join(tt.Certs, "trust", "clients")
+	var huge []string
+	for i := range 8 {
+		f := filepath.Join(dir, fmt.Sprintf("huge%d.crl", i+1))
+		fl, err := os.Create(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fl.Truncate(127 << 20); err != nil {
+			t.Fatal(err)
+		}
+		fl.Close()
+		huge = append(huge, f)
+	}
+	p.waitProblem(false, dir+":", `trust store "clients" holds`, "over the limit of 134217728 bytes", "nothing was read", "huge1.crl (133169152 bytes)")
+	tt.waitVerdicts(t, deadline, map[*pkitest.Leaf]bool{tt.alice: true, tt.bob: true})
+	if grew := procKB(t, p.serve.cmd.Process.Pid, "VmHWM") - peak0; grew > 64<<10 {
+		t.Errorf("serve's peak RSS grew by %d MiB with %d MiB of trust files over the cap: they were read", grew>>10, 8*127)
+	}
+	start := time.Now()
+	checkNames(t, tt, `trust store "clients" holds`, "nothing was read")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("check took %v over a store it must not read", took)
+	}
+	for _, f := range huge {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crl := tt.a.CRLPEM(pkitest.CRLRevoked(tt.alice))
+	tt.Write("certs/trust/clients/a.crl", crl, 0o644)
+	p.obs.waitNumber(t, propagation, "A Root", crlNumberOf(t, crl))
+	tt.waitVerdicts(t, propagation, map[*pkitest.Leaf]bool{tt.alice: false, tt.bob: true})
 }

@@ -37,7 +37,7 @@ type proxyFlags struct {
 	adminAddr, logFile, logLevel    string
 	drain                           time.Duration
 	expiryWarning                   durationFlag
-	trust                           *trustFlags
+	trust                           trustFlags
 }
 
 const proxyUsage = `Terminates HTTPS with mutual TLS and forwards to backends round robin,
@@ -69,7 +69,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
 	f.expiryWarning = durationFlag{d: admin.DefaultExpiryWarning}
 	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
-	f.trust = addTrustFlags(fs, false)
+	f.trust.register(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}

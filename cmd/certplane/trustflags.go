@@ -15,10 +15,18 @@ type trustFlags struct {
 	maxStore sizeFlag
 }
 
-// addTrustFlags registers --state-dir and --max-trust-store-size. check
-// reads the state directory of a serve or proxy and never writes it.
+// addTrustFlags registers --state-dir and --max-trust-store-size.
 func addTrustFlags(fs *flag.FlagSet, readOnly bool) *trustFlags {
-	f := &trustFlags{maxStore: sizeFlag{n: config.DefaultMaxTrustStoreSize}}
+	f := &trustFlags{}
+	f.register(fs, readOnly)
+	return f
+}
+
+// register adds the flags to fs. check reads the state directory of a serve
+// or proxy and never writes it. The zero trustFlags, unregistered, means
+// the defaults.
+func (f *trustFlags) register(fs *flag.FlagSet, readOnly bool) {
+	f.maxStore = sizeFlag{n: config.DefaultMaxTrustStoreSize}
 	help := "directory where the newest CRL of each CA is kept (created mode 0700), so that after a restart an older CRL is still refused; " +
 		"without it that memory lasts as long as the process, and a restart trusts the CRLs on disk"
 	if readOnly {
@@ -26,7 +34,6 @@ func addTrustFlags(fs *flag.FlagSet, readOnly bool) *trustFlags {
 	}
 	fs.StringVar(&f.stateDir, "state-dir", "", help)
 	fs.Var(&f.maxStore, "max-trust-store-size", "largest total size of the files of one trust store (e.g. 128MiB, 1GiB); a larger store is refused before any of it is read, and its last good version stays served")
-	return f
 }
 
 // set reports whether either flag was given on the command line.
