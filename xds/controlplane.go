@@ -96,7 +96,7 @@ func NewControlPlane(o Options) (*ControlPlane, error) {
 	if o.Load == nil {
 		mem, err := config.NewTrustMemory(o.StateDir, false)
 		if err != nil {
-			return nil, fmt.Errorf("control plane: --state-dir: %w", err)
+			return nil, fmt.Errorf("control plane: %w", err)
 		}
 		o.Load = config.Loader{Trust: mem, MaxTrustStoreSize: o.MaxTrustStoreSize}.Load
 	}
