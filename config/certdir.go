@@ -1,18 +1,22 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
 
 // loaded is what the certificate directory yields: valid items by name, the
-// problems of invalid ones by name (Listener ""), and warnings.
+// problems of invalid ones by name (Listener ""), the defects of items that
+// are served anyway (a trust store with a bad file), and warnings.
 type loaded[T any] struct {
 	ok       map[string]T
 	bad      map[string][]Problem
+	errs     []Problem // defects of items served anyway (Listener "")
 	warnings []Problem
 }
 
@@ -30,14 +34,23 @@ func (ld *loaded[T]) warn(file string, err error) {
 
 // problemsOf splits a joined error into one Problem per defect.
 func problemsOf(listener string, err error) []Problem {
+	var out []Problem
+	for _, e := range defects(err) {
+		out = append(out, problemOf(listener, e))
+	}
+	return out
+}
+
+// defects splits a joined error into its defects.
+func defects(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []Problem
+		var out []error
 		for _, e := range j.Unwrap() {
-			out = append(out, problemsOf(listener, e)...)
+			out = append(out, defects(e)...)
 		}
 		return out
 	}
-	return []Problem{problemOf(listener, err)}
+	return []error{err}
 }
 
 // pairFiles are the two files of one key pair, in either layout.
@@ -168,43 +181,81 @@ func (l Loader) loadTrustStores(dir string) (*loaded[*TrustStore], error) {
 			ld.fail(e.name, err)
 			continue
 		}
-		data := map[string][]byte{}
-		failed := false
-		for _, f := range files {
-			if f.err != nil {
-				ld.fail(e.name, f.err)
-				failed = true
-				continue
-			}
-			if f.info.IsDir() {
-				continue
-			}
-			if !trustExt(f.name) {
-				ld.warn(f.path, errors.New("ignored: a trust store reads *.pem, *.crt and *.crl files"))
-				continue
-			}
-			b, _, err := readFile(f.path, l.maxTrustFileSize())
-			if err != nil {
-				ld.fail(e.name, err)
-				failed = true
-				continue
-			}
-			data[f.path] = b
-		}
-		if failed {
-			continue
-		}
-		if len(data) == 0 {
-			ld.fail(e.name, fileErr(e.path, fmt.Errorf("%w: add *.pem or *.crt files", errNoCA)))
-			continue
-		}
-		ts, warnings, err := l.ParseTrustStore(e.name, data)
-		ld.warnings = append(ld.warnings, warnings...)
+		in, err := l.readTrustStore(ld, e.name, e.path, files)
 		if err != nil {
 			ld.fail(e.name, err)
 			continue
 		}
+		if len(in) == 0 {
+			ld.fail(e.name, fileErr(e.path, fmt.Errorf("%w: add *.pem or *.crt files", errNoCA)))
+			continue
+		}
+		ts, warnings, err := l.admitTrustStore(e.name, in)
+		ld.warnings = append(ld.warnings, warnings...)
+		if ts == nil {
+			ld.fail(e.name, err)
+			continue
+		}
+		if err != nil {
+			ld.errs = append(ld.errs, problemsOf("", err)...)
+		}
 		ld.ok[e.name] = ts
 	}
 	return ld, nil
+}
+
+// readTrustStore reads the files of one trust store. Their total size is
+// checked against the store limit first, from the sizes the directory
+// listing gives: a store over it is refused before any byte is read, and
+// the reads that follow are bounded. A file that cannot be read is an input
+// that carries its error: admission handles it as any bad file.
+func (l Loader) readTrustStore(ld *loaded[*TrustStore], name, dir string, files []entry) ([]trustInput, error) {
+	var in []trustInput
+	var sized []entry
+	var total int64
+	for _, f := range files {
+		switch {
+		case f.err != nil:
+			in = append(in, trustInput{path: f.path, err: f.err})
+			continue
+		case f.info.IsDir():
+			continue
+		case !trustExt(f.name):
+			ld.warn(f.path, errors.New("ignored: a trust store reads *.pem, *.crt and *.crl files"))
+			continue
+		}
+		sized = append(sized, f)
+		if f.info.Mode().IsRegular() {
+			total += f.info.Size()
+		}
+	}
+	limit := l.maxTrustStoreSize()
+	if total > limit {
+		return nil, storeTooLarge(name, dir, sized, total, limit)
+	}
+	var read int64
+	for _, f := range sized {
+		b, _, err := readFile(f.path, l.maxTrustFileSize())
+		read += int64(len(b))
+		if read > limit {
+			// A file grew after it was listed: the overshoot is bounded
+			// by one file's limit, and the store is refused all the same.
+			return nil, storeTooLarge(name, dir, sized, read, limit)
+		}
+		in = append(in, trustInput{path: f.path, data: b, err: err})
+	}
+	return in, nil
+}
+
+// storeTooLarge is the defect of a trust store over the size limit; it
+// names its largest files, the ones to look at.
+func storeTooLarge(name, dir string, files []entry, total, limit int64) error {
+	bySize := slices.Clone(files)
+	slices.SortStableFunc(bySize, func(x, y entry) int { return cmp.Compare(y.info.Size(), x.info.Size()) })
+	var largest []string
+	for _, f := range bySize[:min(3, len(bySize))] {
+		largest = append(largest, fmt.Sprintf("%s (%d bytes)", f.name, f.info.Size()))
+	}
+	return fileErr(dir, fmt.Errorf("trust store %q holds %d bytes in %d files, over the limit of %d bytes per trust store (--max-trust-store-size): nothing was read, and its last good version stays served; largest files: %s",
+		name, total, len(files), limit, strings.Join(largest, ", ")))
 }

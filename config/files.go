@@ -22,6 +22,15 @@ const DefaultMaxFileSize = 1 << 20
 // about 50 MB in PEM: still a CRL, not a mistake.
 const DefaultMaxTrustFileSize = 128 << 20
 
+// DefaultMaxTrustStoreSize bounds the total size of the files of one trust
+// store, checked from their sizes before any is read: eight files each just
+// under DefaultMaxTrustFileSize once took the proxy to 1.68 GB. It equals
+// the per-file limit, so the largest CRL allowed still fits alone, and so do
+// an AWS ALB-sized CRL (50 MB) beside a CRL of a million serials (about
+// 54 MB in PEM). Parsing costs many times the bytes, so the store total is
+// what bounds the memory a trust store can take.
+const DefaultMaxTrustStoreSize = 128 << 20
+
 // ignoredName reports whether a directory entry is invisible to the loader:
 // dotfiles and dot-directories (including Kubernetes' ..data and ..2026_x,
 // which are read through the symlinks that point into them) and editor

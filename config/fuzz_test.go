@@ -48,7 +48,9 @@ func FuzzParseTrustStore(f *testing.F) {
 	f.Fuzz(func(t *testing.T, bundle, crl []byte) {
 		ts, _, err := config.ParseTrustStore("s", map[string][]byte{"s/ca.pem": bundle, "s/list.crl": crl})
 		if err != nil {
-			assertFileErrors(t, err, "s/")
+			assertFileErrors(t, err, "s") // a file, or the store directory
+		}
+		if ts == nil {
 			return
 		}
 		if len(ts.CAs) == 0 {

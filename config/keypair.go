@@ -38,7 +38,14 @@ type Loader struct {
 	// MaxTrustFileSize bounds trust-store files (CA bundles and CRLs);
 	// default DefaultMaxTrustFileSize.
 	MaxTrustFileSize int64
-	ExpiryWarning    time.Duration // warn when a certificate expires sooner; default 30 days
+	// MaxTrustStoreSize bounds the total size of one trust store's files,
+	// checked before any is read; default DefaultMaxTrustStoreSize.
+	MaxTrustStoreSize int64
+	ExpiryWarning     time.Duration // warn when a certificate expires sooner; default 30 days
+	// Trust remembers trust material from one load to the next: each trust
+	// file's last good content and each CA's newest CRL. Nil: every load
+	// stands alone (certplane check). A long-running loader sets it.
+	Trust *TrustMemory
 	// AdminAddresses are the admin endpoints (host:port) the data plane
 	// runs: a backend endpoint on one is a warning (config/loops.go).
 	AdminAddresses []string
@@ -63,6 +70,13 @@ func (l Loader) maxTrustFileSize() int64 {
 		return l.MaxTrustFileSize
 	}
 	return DefaultMaxTrustFileSize
+}
+
+func (l Loader) maxTrustStoreSize() int64 {
+	if l.MaxTrustStoreSize > 0 {
+		return l.MaxTrustStoreSize
+	}
+	return DefaultMaxTrustStoreSize
 }
 
 func (l Loader) expiryWarning() time.Duration {

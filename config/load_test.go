@@ -389,26 +389,43 @@ func badInputCases() []loadCase {
 			mutate: func(t *testing.T, f *fixture) {
 				f.write(rootCRL, f.root.Impostor().CRLPEM())
 			},
-			want: webBlocked(`$ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) is not signed by any CA of trust store "clients": x509: ECDSA verification failure`),
+			// A file never admitted is left out, the rest of the store is
+			// served: without a CRL every client under the root is refused.
+			want: webBlockedNone(`| $ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) is not signed by any CA of trust store "clients": x509: ECDSA verification failure; the CRLs of this file are left out until it is fixed`),
+			warn: func(f *fixture) []string {
+				return []string{rootNoCRL}
+			},
+			present: []string{"other", "web"},
 		},
 		{
 			name:   "CRL of a CA outside the store",
 			mutate: func(t *testing.T, f *fixture) { f.write(rootCRL, pkitest.NewCA(t, "Stranger CA").CRLPEM()) },
-			want:   webBlocked(`$ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Stranger CA) is not signed by any CA of trust store "clients": no CA there has subject CN=Stranger CA`),
+			want:   webBlockedNone(`| $ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Stranger CA) is not signed by any CA of trust store "clients": no CA there has subject CN=Stranger CA; the CRLs of this file are left out until it is fixed`),
+			warn: func(f *fixture) []string {
+				return []string{rootNoCRL}
+			},
+			present: []string{"other", "web"},
 		},
 		{
 			name: "expired CRL",
 			mutate: func(t *testing.T, f *fixture) {
 				f.write(rootCRL, f.root.CRLPEM(pkitest.CRLTimes(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2020, 2, 1, 0, 0, 0, 0, time.UTC))))
 			},
-			want: webBlocked("$ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) expired on 2020-02-01T00:00:00Z (nextUpdate); an expired CRL fails closed: publish a fresh one"),
+			// Served all the same, so that the root's clients fail closed
+			// at the handshake, and an error.
+			want:    webBlockedNone("| $ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) expired on 2020-02-01T00:00:00Z (nextUpdate); an expired CRL fails closed: publish a fresh one"),
+			present: []string{"other", "web"},
 		},
 		{
 			name: "CRL with an unknown critical extension",
 			mutate: func(t *testing.T, f *fixture) {
 				f.write(rootCRL, crlWithExtension(t, f.root, true))
 			},
-			want: webBlocked("$ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) has an unknown critical extension 1.3.6.1.4.1.99999.1; it cannot be used (RFC 5280 5.2)"),
+			want: webBlockedNone("| $ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) has an unknown critical extension 1.3.6.1.4.1.99999.1; it cannot be used (RFC 5280 5.2); the CRLs of this file are left out until it is fixed"),
+			warn: func(f *fixture) []string {
+				return []string{rootNoCRL}
+			},
+			present: []string{"other", "web"},
 		},
 		{
 			name:    "CRL with an unknown non-critical extension is fine",
@@ -419,7 +436,11 @@ func badInputCases() []loadCase {
 		{
 			name:   "garbage CRL",
 			mutate: func(t *testing.T, f *fixture) { f.write(rootCRL, []byte{0x30, 0x03, 0x02, 0x01, 0x01}) },
-			want:   webBlocked("$ROOT/certs/trust/clients/root.crl: not a PEM or DER CRL: x509: malformed tbs crl"),
+			want:   webBlockedNone("| $ROOT/certs/trust/clients/root.crl: not a PEM or DER CRL: x509: malformed tbs crl; the file is left out until it is fixed"),
+			warn: func(f *fixture) []string {
+				return []string{rootNoCRL}
+			},
+			present: []string{"other", "web"},
 		},
 		{
 			name: "CRL block inside the CA bundle is loaded (Envoy reads CRLs in trusted_ca)",
@@ -427,7 +448,11 @@ func badInputCases() []loadCase {
 				f.tr.Remove(rootCRL)
 				f.tr.Trust("clients", "ca.pem", f.root.CertPEM(), f.inter.CertPEM(), f.root.Impostor().CRLPEM())
 			},
-			want: webBlocked(`$ROOT/certs/trust/clients/ca.pem: CRL 1 (issuer CN=Test Root) is not signed by any CA of trust store "clients": x509: ECDSA verification failure`),
+			want: webBlockedNone(`| $ROOT/certs/trust/clients/ca.pem: CRL 1 (issuer CN=Test Root) is not signed by any CA of trust store "clients": x509: ECDSA verification failure; the CRLs of this file are left out until it is fixed`),
+			warn: func(f *fixture) []string {
+				return []string{rootNoCRL}
+			},
+			present: []string{"other", "web"},
 		},
 		{
 			name: "full-chain CRL checking with a CA lacking a CRL is a warning",
@@ -800,6 +825,9 @@ func badInputCases() []loadCase {
 		},
 	}
 }
+
+// rootNoCRL is the full-chain warning when the root's CRL is left out.
+const rootNoCRL = `web| $ROOT/certs/trust/clients: listener "web" checks CRLs for the full chain, but CA CN=Test Root has no CRL in trust store "clients": every client certificate under it will be refused (unable to get CRL); add its CRL or set crl: leaf_only`
 
 // webBlockedNone is for cases whose problems block no listener.
 func webBlockedNone(lines ...string) func(f *fixture) []string {

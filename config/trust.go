@@ -5,11 +5,9 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 )
@@ -24,111 +22,79 @@ func ParseTrustStore(name string, files map[string][]byte) (*TrustStore, []Probl
 // *.crl files hold CRLs (PEM or DER, one or many); every other file is a PEM
 // bundle of CA certificates that may also hold CRL blocks, as Envoy's
 // trusted_ca may. Only CA certificates are admitted (a v1 self-signed root
-// counts, with a warning); every CRL must parse, be current, and be signed
-// by a CA of this store. A duplicate CA is a warning and kept once: a bundle
-// concatenated twice verifies exactly like one copy, so refusing it would
-// take traffic down for nothing. The returned error joins every defect, each
-// naming its file.
+// counts, with a warning); every CRL must parse and be signed by a CA of this
+// store. A duplicate CA is a warning and kept once: a bundle concatenated
+// twice verifies exactly like one copy, so refusing it would take traffic
+// down for nothing.
+//
+// The unit of admission is the file (see storeAdmission): a defective file
+// is left out, or replaced by its last good content when l.Trust remembers
+// one, and the store is still returned with an error naming the file. A nil
+// store means the store as a whole is refused (no CA left, or no CRL left
+// while a file that may have carried one is out). The error joins every
+// defect, each naming its file.
 func (l Loader) ParseTrustStore(name string, files map[string][]byte) (*TrustStore, []Problem, error) {
-	now := l.now()
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
+	in := make([]trustInput, 0, len(files))
+	for p, data := range files {
+		in = append(in, trustInput{path: p, data: data})
 	}
-	sort.Strings(paths)
+	return l.admitTrustStore(name, in)
+}
 
-	ts := &TrustStore{Name: name, Files: paths}
+// trustFile is one trust store file, parsed: its CA certificates, each
+// admitted by checkCA, and its CRLs, syntax checked, in document order.
+type trustFile struct {
+	cas  []*x509.Certificate
+	crls []*x509.RevocationList
+}
+
+// parseTrustFile parses one file of a trust store. A defect anywhere fails
+// the whole file: the file is the unit of admission. warn receives the
+// warnings about its CAs.
+func (l Loader) parseTrustFile(file string, data []byte, now time.Time, warn func(error)) (*trustFile, error) {
+	if strings.EqualFold(filepath.Ext(file), ".crl") {
+		rls, err := ParseCRLs(file, data)
+		if err != nil {
+			return nil, err
+		}
+		return &trustFile{crls: rls}, nil
+	}
+	blocks, err := decodePEM(data, "openssl x509 -inform der -in FILE -out FILE.pem")
+	if err != nil {
+		return nil, fileErr(file, err)
+	}
+	tf := &trustFile{}
 	var errs []error
-	var warnings []Problem
-	warn := func(file string, err error) {
-		warnings = append(warnings, Problem{File: file, Err: fileErr(file, err)})
-	}
-	type crlAt struct {
-		file string
-		n    int
-		rl   *x509.RevocationList
-	}
-	var crls []crlAt
-	seen := map[string]string{} // CA DER -> file of its first copy
-	for _, file := range paths {
-		data := files[file]
-		if strings.EqualFold(filepath.Ext(file), ".crl") {
-			rls, err := ParseCRLs(file, data)
+	for _, b := range blocks {
+		switch b.Type {
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				errs = append(errs, err)
+				errs = append(errs, fileErr(file, fmt.Errorf("certificate at line %d: %w", b.line, err)))
 				continue
 			}
-			for i, rl := range rls {
-				crls = append(crls, crlAt{file, i, rl})
+			n := len(tf.cas)
+			if err := checkCA(c, n, now, warn); err != nil {
+				errs = append(errs, fileErr(file, err))
+			} else if left := c.NotAfter.Sub(now); left < l.expiryWarning() {
+				warn(fmt.Errorf("%s expires on %s, in %d days", certName(n, c), c.NotAfter.UTC().Format(timeFormat), int(left.Hours()/24)))
 			}
-			continue
-		}
-		blocks, err := decodePEM(data, "openssl x509 -inform der -in FILE -out FILE.pem")
-		if err != nil {
-			errs = append(errs, fileErr(file, err))
-			continue
-		}
-		nCert, nCRL := 0, 0
-		for _, b := range blocks {
-			switch b.Type {
-			case "CERTIFICATE":
-				c, err := x509.ParseCertificate(b.Bytes)
-				if err != nil {
-					errs = append(errs, fileErr(file, fmt.Errorf("certificate at line %d: %w", b.line, err)))
-					continue
-				}
-				if err := checkCA(c, nCert, now, func(err error) { warn(file, err) }); err != nil {
-					errs = append(errs, fileErr(file, err))
-				} else if left := c.NotAfter.Sub(now); left < l.expiryWarning() {
-					warn(file, fmt.Errorf("%s expires on %s, in %d days", certName(nCert, c), c.NotAfter.UTC().Format(timeFormat), int(left.Hours()/24)))
-				}
-				nCert++
-				if first, dup := seen[string(c.Raw)]; dup {
-					warn(file, fmt.Errorf("%s duplicates a CA already in %s; it is used once", certName(nCert-1, c), first))
-					continue
-				}
-				seen[string(c.Raw)] = file
-				ts.CAs = append(ts.CAs, c)
-				ts.CAPEM = append(ts.CAPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-			case "X509 CRL":
-				rl, err := x509.ParseRevocationList(b.Bytes)
-				if err != nil {
-					errs = append(errs, fileErr(file, fmt.Errorf("CRL at line %d: %w", b.line, err)))
-					continue
-				}
-				crls = append(crls, crlAt{file, nCRL, rl})
-				nCRL++
-			default:
-				errs = append(errs, fileErr(file, fmt.Errorf("unexpected %q PEM block at line %d; a trust store holds only CERTIFICATE and X509 CRL blocks", b.Type, b.line)))
+			tf.cas = append(tf.cas, c)
+		case "X509 CRL":
+			rl, err := x509.ParseRevocationList(b.Bytes)
+			if err != nil {
+				errs = append(errs, fileErr(file, fmt.Errorf("CRL at line %d: %w", b.line, err)))
+				continue
 			}
+			tf.crls = append(tf.crls, rl)
+		default:
+			errs = append(errs, fileErr(file, fmt.Errorf("unexpected %q PEM block at line %d; a trust store holds only CERTIFICATE and X509 CRL blocks", b.Type, b.line)))
 		}
-	}
-	if len(ts.CAs) == 0 && len(errs) == 0 {
-		where := name
-		if len(paths) > 0 {
-			where = filepath.Dir(paths[0])
-		}
-		errs = append(errs, fileErr(where, errNoCA))
 	}
 	if len(errs) > 0 {
-		// Without every CA, CRL signature checks would only add noise.
-		return nil, warnings, errors.Join(errs...)
+		return nil, errors.Join(errs...)
 	}
-	for _, c := range crls {
-		if err := checkCRL(c.rl, c.n, ts.CAs, name, now); err != nil {
-			errs = append(errs, fileErr(c.file, err))
-			continue
-		}
-		if left := c.rl.NextUpdate.Sub(now); !c.rl.NextUpdate.IsZero() && left < crlExpiryWarning {
-			warn(c.file, fmt.Errorf("%s expires on %s (nextUpdate), in %d minutes: publish a fresh one before then, or clients of that CA are refused", crlName(c.n, c.rl), c.rl.NextUpdate.UTC().Format(timeFormat), int(left.Minutes())))
-		}
-		ts.CRLs = append(ts.CRLs, c.rl)
-		ts.CRLPEM = append(ts.CRLPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.rl.Raw})...)
-	}
-	if len(errs) > 0 {
-		return nil, warnings, errors.Join(errs...)
-	}
-	return ts, warnings, nil
+	return tf, nil
 }
 
 // crlExpiryWarning is how close a CRL's nextUpdate must be to warn. CRLs
@@ -213,27 +179,40 @@ func crlName(i int, rl *x509.RevocationList) string {
 	return fmt.Sprintf("CRL %d (issuer %s)", i+1, rl.Issuer.String())
 }
 
-// checkCRL checks CRL i of a file against the CAs of its store.
-func checkCRL(rl *x509.RevocationList, i int, cas []*x509.Certificate, store string, now time.Time) error {
+// checkCRL admits CRL i of a file against the CAs of its store and returns
+// the CA whose signature it bears. An expired CRL passes: it is served, so
+// that the handshakes of its CA's clients fail closed (see crlExpired).
+func checkCRL(rl *x509.RevocationList, i int, cas []*x509.Certificate, store string, now time.Time) (*x509.Certificate, error) {
 	name := crlName(i, rl)
 	for _, e := range rl.Extensions {
 		switch {
 		case e.Id.Equal(oidDeltaCRL):
-			return fmt.Errorf("%s is a delta CRL; delta CRLs are not supported: publish a complete CRL", name)
+			return nil, fmt.Errorf("%s is a delta CRL; delta CRLs are not supported: publish a complete CRL", name)
 		case !e.Critical, e.Id.Equal(oidAuthorityKeyID), e.Id.Equal(oidCRLNumber),
 			e.Id.Equal(oidIssuingDistPoint), e.Id.Equal(oidFreshestCRL), e.Id.Equal(oidAuthorityInfo):
 		default:
-			return fmt.Errorf("%s has an unknown critical extension %s; it cannot be used (RFC 5280 5.2)", name, e.Id)
+			return nil, fmt.Errorf("%s has an unknown critical extension %s; it cannot be used (RFC 5280 5.2)", name, e.Id)
 		}
 	}
 	for _, entry := range rl.RevokedCertificateEntries {
 		for _, e := range entry.Extensions {
 			if e.Critical && !e.Id.Equal(oidReasonCode) && !e.Id.Equal(oidInvalidityDate) {
-				return fmt.Errorf("%s: the entry for serial %s has an unknown critical extension %s; the CRL cannot be used (RFC 5280 5.3)", name, entry.SerialNumber, e.Id)
+				return nil, fmt.Errorf("%s: the entry for serial %s has an unknown critical extension %s; the CRL cannot be used (RFC 5280 5.3)", name, entry.SerialNumber, e.Id)
 			}
 		}
 	}
-	var issuer *x509.Certificate
+	issuer, err := crlIssuer(rl, cas)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not signed by any CA of trust store %q: %w", name, store, err)
+	}
+	if now.Before(rl.ThisUpdate) {
+		return nil, fmt.Errorf("%s is not valid until %s (thisUpdate)", name, rl.ThisUpdate.UTC().Format(timeFormat))
+	}
+	return issuer, nil
+}
+
+// crlIssuer finds the CA among cas whose signature rl bears.
+func crlIssuer(rl *x509.RevocationList, cas []*x509.Certificate) (*x509.Certificate, error) {
 	var lastErr error
 	for _, ca := range cas {
 		if !bytes.Equal(rl.RawIssuer, ca.RawSubject) {
@@ -243,20 +222,27 @@ func checkCRL(rl *x509.RevocationList, i int, cas []*x509.Certificate, store str
 			lastErr = err
 			continue
 		}
-		issuer = ca
-		break
+		return ca, nil
 	}
-	if issuer == nil {
-		if lastErr != nil {
-			return fmt.Errorf("%s is not signed by any CA of trust store %q: %w", name, store, lastErr)
-		}
-		return fmt.Errorf("%s is not signed by any CA of trust store %q: no CA there has subject %s", name, store, rl.Issuer.String())
+	if lastErr != nil {
+		return nil, lastErr
 	}
-	if now.Before(rl.ThisUpdate) {
-		return fmt.Errorf("%s is not valid until %s (thisUpdate)", name, rl.ThisUpdate.UTC().Format(timeFormat))
+	return nil, fmt.Errorf("no CA there has subject %s", rl.Issuer.String())
+}
+
+// crlExpired is the defect of a CRL whose nextUpdate has passed.
+func crlExpired(rl *x509.RevocationList, i int, now time.Time) error {
+	if rl.NextUpdate.IsZero() || !now.After(rl.NextUpdate) {
+		return nil
 	}
-	if !rl.NextUpdate.IsZero() && now.After(rl.NextUpdate) {
-		return fmt.Errorf("%s expired on %s (nextUpdate); an expired CRL fails closed: publish a fresh one", name, rl.NextUpdate.UTC().Format(timeFormat))
+	return fmt.Errorf("%s expired on %s (nextUpdate); an expired CRL fails closed: publish a fresh one", crlName(i, rl), rl.NextUpdate.UTC().Format(timeFormat))
+}
+
+// crlExpiring is the warning for a CRL whose nextUpdate is near.
+func crlExpiring(rl *x509.RevocationList, i int, now time.Time) error {
+	left := rl.NextUpdate.Sub(now)
+	if rl.NextUpdate.IsZero() || left < 0 || left >= crlExpiryWarning {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%s expires on %s (nextUpdate), in %d minutes: publish a fresh one before then, or clients of that CA are refused", crlName(i, rl), rl.NextUpdate.UTC().Format(timeFormat), int(left.Minutes()))
 }

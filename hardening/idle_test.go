@@ -182,14 +182,17 @@ func raiseNoFile(t *testing.T, want uint64) {
 }
 
 // rssKB is VmRSS of a process, from /proc/<pid>/status.
-func rssKB(t *testing.T, pid int) int {
+func rssKB(t *testing.T, pid int) int { return procKB(t, pid, "VmRSS") }
+
+// procKB reads one kB figure of /proc/PID/status: VmRSS, or VmHWM (peak).
+func procKB(t *testing.T, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			if err != nil {
 				t.Fatal(err)
@@ -197,7 +200,7 @@ func rssKB(t *testing.T, pid int) int {
 			return n
 		}
 	}
-	t.Fatal("no VmRSS in /proc status")
+	t.Fatalf("no %s in /proc status", field)
 	return 0
 }
 

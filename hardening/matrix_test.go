@@ -29,7 +29,19 @@ type badCase struct {
 	// warning: the input is served anyway; check exits 0 and lists it under
 	// warnings, and A keeps serving (possibly updated).
 	warning bool
+	// trust says how a trust-store defect is handled: trust admission is
+	// per file, so the listener itself is not held back (issue #11 item 1).
+	trust trustVerdict
 }
+
+// trustVerdict is what a defect of a trust store file does to listener A.
+type trustVerdict int
+
+const (
+	listenerLastGood trustVerdict = iota // A is served from its last good version
+	fileLastGood                         // the file's last good content is served: A's resources do not change
+	servedFailClosed                     // the defect is served (an expired CRL): A's clients are refused
+)
 
 func badCases() []badCase {
 	editA := func(e *env, old, new string) string {
@@ -87,7 +99,7 @@ func badCases() []badCase {
 			e.write(keyA, der)
 			return keyA
 		}},
-		{name: "DER CA bundle where PEM expected", reason: "file holds DER, not PEM", apply: func(t *testing.T, e *env) string {
+		{name: "DER CA bundle where PEM expected", trust: fileLastGood, reason: "file holds DER, not PEM", apply: func(t *testing.T, e *env) string {
 			e.write(caA, e.rootA.Cert.Raw)
 			return caA
 		}},
@@ -156,36 +168,39 @@ func badCases() []badCase {
 			return crtA
 		}},
 		// --- trust stores and CRLs ---
-		{name: "leaf in a trust store", reason: "certificate 3 (CN=alice-a) is not a CA certificate (no basicConstraints CA:TRUE); a trust store holds only CA certificates", apply: func(t *testing.T, e *env) string {
+		{name: "leaf in a trust store", trust: fileLastGood, reason: "certificate 3 (CN=alice-a) is not a CA certificate (no basicConstraints CA:TRUE); a trust store holds only CA certificates", apply: func(t *testing.T, e *env) string {
 			e.write(caA, pki.CertPEM(e.rootA.Cert, e.interA.Cert, e.aliceA.Cert))
 			return caA
 		}},
-		{name: "expired CA in a bundle", reason: "certificate 3 (CN=Old Root) expired on", apply: func(t *testing.T, e *env) string {
+		{name: "expired CA in a bundle", trust: fileLastGood, reason: "certificate 3 (CN=Old Root) expired on", apply: func(t *testing.T, e *env) string {
 			old := pkitest.NewCA(t, "Old Root", pkitest.Expired())
 			e.write(caA, pki.CertPEM(e.rootA.Cert, e.interA.Cert, old.Cert))
 			return caA
 		}},
-		{name: "private key in a trust bundle", reason: `unexpected "PRIVATE KEY" PEM block`, apply: func(t *testing.T, e *env) string {
+		{name: "private key in a trust bundle", trust: fileLastGood, reason: `unexpected "PRIVATE KEY" PEM block`, apply: func(t *testing.T, e *env) string {
 			e.write(caA, append(pki.CertPEM(e.rootA.Cert, e.interA.Cert), keyPEM(t, e.interA)...))
 			return caA
 		}},
-		{name: "CRL from the wrong CA (impostor key)", reason: `CRL 1 (issuer CN=A Root) is not signed by any CA of trust store "ta"`, apply: func(t *testing.T, e *env) string {
+		{name: "CRL from the wrong CA (impostor key)", trust: fileLastGood, reason: `CRL 1 (issuer CN=A Root) is not signed by any CA of trust store "ta"`, apply: func(t *testing.T, e *env) string {
 			e.write(crlA, e.rootA.Impostor().CRLPEM())
 			return crlA
 		}},
-		{name: "CRL of a CA outside the store", reason: `is not signed by any CA of trust store "ta": no CA there has subject CN=Stranger CA`, apply: func(t *testing.T, e *env) string {
+		{name: "CRL of a CA outside the store", trust: fileLastGood, reason: `is not signed by any CA of trust store "ta": no CA there has subject CN=Stranger CA`, apply: func(t *testing.T, e *env) string {
 			e.write(crlA, pkitest.NewCA(t, "Stranger CA").CRLPEM())
 			return crlA
 		}},
-		{name: "expired CRL", reason: "(nextUpdate); an expired CRL fails closed: publish a fresh one", apply: func(t *testing.T, e *env) string {
+		{name: "expired CRL", trust: servedFailClosed, reason: "(nextUpdate); an expired CRL fails closed: publish a fresh one", apply: func(t *testing.T, e *env) string {
 			e.write(crlA, e.rootA.CRLPEM(pkitest.CRLExpired()))
+			// The expired CRL is served and remembered as A's newest, so
+			// the good tree needs a newer one: the old one is a rollback.
+			e.renewGoodCRL(e.rootA.CRLPEM())
 			return crlA
 		}},
-		{name: "CRL with an unknown critical extension", reason: "has an unknown critical extension 1.3.6.1.4.1.99999.1; it cannot be used (RFC 5280 5.2)", apply: func(t *testing.T, e *env) string {
+		{name: "CRL with an unknown critical extension", trust: fileLastGood, reason: "has an unknown critical extension 1.3.6.1.4.1.99999.1; it cannot be used (RFC 5280 5.2)", apply: func(t *testing.T, e *env) string {
 			e.write(crlA, crlWithCriticalExtension(t, e.rootA))
 			return crlA
 		}},
-		{name: "garbage DER CRL", reason: "not a PEM or DER CRL", apply: func(t *testing.T, e *env) string {
+		{name: "garbage DER CRL", trust: fileLastGood, reason: "not a PEM or DER CRL", apply: func(t *testing.T, e *env) string {
 			e.write(crlA, []byte{0x30, 0x03, 0x02, 0x01, 0x01})
 			return crlA
 		}},
@@ -300,7 +315,16 @@ func TestBadInputMatrix(t *testing.T) {
 		ok := t.Run(tc.name, func(t *testing.T) {
 			e.t = t
 			defer func() { e.t = t }()
-			defer func() { e.restore(); e.waitClean() }()
+			defer func() {
+				e.restore()
+				e.waitClean()
+				if e.baseline == nil {
+					// A good file was renewed: wait for it on the observer,
+					// then take A's new baseline.
+					waitFor(t, "the renewed CRL published", func() bool { return secretHolds(e.obs, "trust/ta", e.good[crlA].data) })
+					e.baseline = e.obs.hashesA()
+				}
+			}()
 			rel := tc.apply(t, e)
 			file := e.path(rel)
 			newB := e.rotateB()
@@ -325,16 +349,27 @@ func TestBadInputMatrix(t *testing.T) {
 				return false
 			})
 			st := e.status()
-			if tc.warning {
+			switch {
+			case tc.warning:
 				if errs := st.ControlPlane.Errors; len(errs) != 0 {
 					t.Errorf("warning case has errors: %+v", errs)
 				}
-			} else {
+			case tc.trust == fileLastGood:
+				e.checkFileLastGood(t, st, found)
+			case tc.trust == listenerLastGood:
 				e.checkLastGood(t, st, found)
 			}
 
-			// (c) the proxy still serves A with its last good certificate.
+			// (c) the proxy still serves A with its last good certificate,
+			// or, for a defect served to fail closed, refuses A's client.
 			serial, err := handshake(e.portA, e.rootA, e.aliceA)
+			if tc.trust == servedFailClosed {
+				waitFor(t, "A's client refused", func() bool {
+					_, err := handshake(e.portA, e.rootA, e.aliceA)
+					return err != nil
+				})
+				serial, err = oldA, nil
+			}
 			if err != nil {
 				t.Fatalf("handshake to A after the defect: %v", err)
 			}
@@ -383,6 +418,40 @@ func TestBadInputMatrix(t *testing.T) {
 	}
 	t.Logf("bad-input matrix: %d problem cases and %d warning cases passed on both planes in %s",
 		problems, warnings, time.Since(start).Round(time.Millisecond))
+}
+
+// checkFileLastGood asserts (b) for a defect of a trust store file: the
+// file's last good content is served, so A's resources are the baseline
+// bytes and A is served from current inputs; /status names the problem and
+// says what is served.
+func (e *env) checkFileLastGood(t *testing.T, st admin.Status, p admin.Problem) {
+	t.Helper()
+	if got := e.obs.hashesA(); !equalHashes(got, e.baseline) {
+		t.Errorf("A's published resources changed:\n got %v\nwant %v", got, e.baseline)
+	}
+	if !strings.Contains(p.Reason, "last good") {
+		t.Errorf("/status problem %+v does not say the file's last good content is served", p)
+	}
+	for _, l := range st.ControlPlane.Listeners {
+		if l.State != admin.StateServing {
+			t.Errorf("/status listener %s state %q, want %q", l.Name, l.State, admin.StateServing)
+		}
+	}
+}
+
+// renewGoodCRL makes data the good content of A's root CRL from now on:
+// restoring the tree then publishes it, and A's baseline follows.
+func (e *env) renewGoodCRL(data []byte) {
+	e.good[crlA] = goodFile{data: data, mode: 0o644}
+	e.baseline = nil
+}
+
+// secretHolds reports whether the observer's secret name carries data in its
+// validation context's CRLs.
+func secretHolds(o *observer, name string, data []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return bytes.Contains(o.cur.Secrets[name].GetValidationContext().GetCrl().GetInlineBytes(), data)
 }
 
 // checkLastGood asserts (b) for a blocking defect: A's resources are the

@@ -5,7 +5,8 @@
 //
 // It watches directories, not files, so atomic renames and Kubernetes
 // `..data` symlink swaps are seen; it follows new subdirectories as they
-// appear; it ignores editors' temp files, dotfiles and chmod-only events; it
+// appear; it watches each root's parent too, so a root moved away and
+// re-created (`mv certs certs.old; cp -a certs.old certs`) is watched again; it ignores editors' temp files, dotfiles and chmod-only events; it
 // debounces with a hold-off and a maximum delay (as Contour's event handler
 // does); and a slow periodic resync backs it all up, because inotify drops
 // events on queue overflow and never sees changes behind some mounts.
@@ -60,6 +61,11 @@ type Watcher struct {
 	fs   *fsnotify.Watcher
 	c    chan struct{}
 
+	// roots are opts.Dirs, cleaned. parents are the directories that hold
+	// a root and lie outside every root: watched only to see a root come
+	// and go, so their other entries are noise.
+	roots, parents map[string]bool
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -102,14 +108,46 @@ func New(opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
-	w := &Watcher{opts: opts, log: log, fs: fw, c: make(chan struct{}, 1)}
+	w := &Watcher{opts: opts, log: log, fs: fw, c: make(chan struct{}, 1), roots: map[string]bool{}, parents: map[string]bool{}}
+	for _, d := range opts.Dirs {
+		w.roots[filepath.Clean(d)] = true
+	}
 	for _, d := range opts.Dirs {
 		if err := w.addTree(d); err != nil {
 			fw.Close()
 			return nil, err
 		}
 	}
+	w.watchParents()
 	return w, nil
+}
+
+// watchParents watches the directory holding each root, so that the root's
+// re-creation is an event like any other. Without it, moving a root away
+// and copying it back leaves every watch on the moved-away tree and the new
+// one unwatched until a restart.
+func (w *Watcher) watchParents() {
+	for root := range w.roots {
+		parent := filepath.Dir(root)
+		if parent == root || w.inTree(parent) {
+			continue // "/" has no parent; a root inside another is seen anyway
+		}
+		if err := w.fs.Add(parent); err != nil {
+			w.log.Warn("cannot watch the directory holding a root: its re-creation will be seen at the next resync only", "dir", parent, "err", err)
+			continue
+		}
+		w.parents[parent] = true
+	}
+}
+
+// inTree reports whether path is a root or lies below one.
+func (w *Watcher) inTree(path string) bool {
+	for root := range w.roots {
+		if path == root || strings.HasPrefix(path, root+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }
 
 // C delivers one value per debounced burst of changes, and one per resync
@@ -172,16 +210,13 @@ func (w *Watcher) Run(ctx context.Context) {
 			}
 			// An overflow means events were lost: rescan and reload now.
 			w.log.Warn("file watch error; rescanning", "err", err)
-			for _, d := range w.opts.Dirs {
-				if err := w.addTree(d); err != nil {
-					w.log.Warn("rescan failed", "dir", d, "err", err)
-				}
-			}
+			w.rewatch()
 			w.signal()
 		case <-timer.C:
 			first = time.Time{}
 			w.signal()
 		case <-resync:
+			w.rewatch()
 			w.signal()
 		}
 	}
@@ -194,14 +229,32 @@ func (w *Watcher) signal() {
 	}
 }
 
+// rewatch walks every root again, so that a watch lost to a missed event
+// comes back by the next resync at the latest. Watching a watched directory
+// again costs one system call and no new watch.
+func (w *Watcher) rewatch() {
+	for _, d := range w.opts.Dirs {
+		if err := w.addTree(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.Warn("rescan failed", "dir", d, "err", err)
+		}
+	}
+}
+
 // handle updates the watch set for ev and reports whether ev should lead to
 // a reload.
 func (w *Watcher) handle(ev fsnotify.Event) bool {
 	if ev.Op == fsnotify.Chmod {
 		return false
 	}
-	if ignored(filepath.Base(ev.Name)) {
+	name := filepath.Clean(ev.Name)
+	if ignored(filepath.Base(name)) {
 		return false
+	}
+	if w.parents[filepath.Dir(name)] && !w.roots[name] {
+		return false // a sibling of a root
+	}
+	if ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
+		w.unwatchBelow(name)
 	}
 	if ev.Has(fsnotify.Create) {
 		// A new directory (or a symlink to one) must be watched before files
@@ -214,6 +267,20 @@ func (w *Watcher) handle(ev fsnotify.Event) bool {
 		}
 	}
 	return true
+}
+
+// unwatchBelow drops the watches on dir and below after it was moved away
+// or removed. inotify watches follow an inode, so the watches of a moved
+// tree would keep reporting its changes under the old names, and each
+// re-creation would leak a tree of kernel watches; the Create of whatever
+// takes dir's place watches it afresh.
+func (w *Watcher) unwatchBelow(dir string) {
+	prefix := dir + string(filepath.Separator)
+	for _, p := range w.fs.WatchList() {
+		if (p == dir || strings.HasPrefix(p, prefix)) && !w.parents[p] {
+			_ = w.fs.Remove(p) // already gone when the kernel dropped it
+		}
+	}
 }
 
 // ignored reports whether a file name is noise: editors' swap and backup

@@ -44,8 +44,22 @@ type Options struct {
 	// Registry receives the control plane's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	// Load reads the directories; nil means config.Load.
+	// Load reads the directories; nil means a config.Loader that remembers
+	// trust material between reloads (config.TrustMemory), with StateDir
+	// and MaxTrustStoreSize.
 	Load func(certsDir, configDir string) (*config.Model, error)
+	// StateDir, when set, keeps the newest CRL of each CA across restarts
+	// (see config.NewTrustMemory); used only when Load is nil.
+	StateDir string
+	// MaxTrustStoreSize bounds one trust store's files (zero: the config
+	// default); used only when Load is nil.
+	MaxTrustStoreSize int64
+	// AdminAddresses are the admin endpoints of the data plane: a backend
+	// on one is a warning (config/loops.go); used only when Load is nil.
+	AdminAddresses []string
+	// Warnings, when set, adds warnings to every loaded model (serve's
+	// shared xDS client CA check); used only when Load is nil.
+	Warnings func(*config.Model) []config.Problem
 	// ExpiryWarning is how close to expiry a served certificate or CRL
 	// nextUpdate is logged and flagged (certplane_expiring_soon); zero
 	// means admin.DefaultExpiryWarning (30 days).
@@ -89,7 +103,21 @@ func NewControlPlane(o Options) (*ControlPlane, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	if o.Load == nil {
-		o.Load = config.Load
+		mem, err := config.NewTrustMemory(o.StateDir, false)
+		if err != nil {
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
+		load := config.Loader{Trust: mem, MaxTrustStoreSize: o.MaxTrustStoreSize, AdminAddresses: o.AdminAddresses}.Load
+		o.Load = load
+		if warn := o.Warnings; warn != nil {
+			o.Load = func(certsDir, configDir string) (*config.Model, error) {
+				m, err := load(certsDir, configDir)
+				if err == nil {
+					m.Warnings = append(m.Warnings, warn(m)...)
+				}
+				return m, err
+			}
+		}
 	}
 	w, err := watcher.New(watcher.Options{
 		Dirs:     []string{o.CertsDir, o.ConfigDir},

@@ -19,7 +19,7 @@ func init() {
 }
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "certplane check --certs DIR --config DIR [--admin-address ADDR]",
+	fs := newFlagSet("check", "certplane check --certs DIR --config DIR [--state-dir DIR] [--admin-address ADDR]",
 		`Load and validate the certificate directory and the config directory exactly
 as certplane serve does, print what would be served (per listener: address,
 TLS policy, certificates with subject, SANs and expiry, client-auth mode, trust
@@ -33,10 +33,15 @@ Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
 	cfg := fs.String("config", "config", "config directory: *.yaml and *.yml")
 	admins := stringsFlag{}
 	fs.Var(&admins, "admin-address", "an admin endpoint the data plane runs (serve's, the proxy's or Envoy's), host:port; a backend on it is a warning (comma-separated or repeated)")
+	trust := addTrustFlags(fs, true)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
-	m, err := config.Loader{AdminAddresses: admins}.Load(*certs, *cfg)
+	mem, err := config.NewTrustMemory(trust.stateDir, true)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("--state-dir: %w", err)}
+	}
+	m, err := config.Loader{Trust: mem, MaxTrustStoreSize: trust.maxStore.n, AdminAddresses: admins}.Load(*certs, *cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

@@ -70,7 +70,7 @@ func TestCheckBrokenInputs(t *testing.T) {
 				t.Fatal(err)
 			}
 			write(t, dir, "certs/trust/clients/ca.crl", string(crl))
-		}, `  [listener https] $DIR/certs/trust/clients/ca.crl: CRL 1 (issuer CN=certplane example CA,O=certplane example) is not signed by any CA of trust store "clients": x509: ECDSA verification failure` + "\n"},
+		}, `  [listener https] $DIR/certs/trust/clients/ca.crl: CRL 1 (issuer CN=certplane example CA,O=certplane example) is not signed by any CA of trust store "clients": x509: ECDSA verification failure; without it the store has no CRL, and then no client would be checked for revocation: the whole store is refused until the file is fixed` + "\n"},
 		{"unknown YAML key", func(t *testing.T, dir string) {
 			b, err := os.ReadFile(filepath.Join(dir, "config", "listeners.yaml"))
 			if err != nil {

@@ -31,6 +31,8 @@ func startDemoProxy(ctx context.Context, dir string, stdout io.Writer) error {
 		"--config", filepath.Join(dir, "config"),
 		"--admin-address", demoAdmin,
 		"--log-level", "warn",
+		// The newest CRL of each CA survives a restart of the demo on DIR.
+		"--state-dir", filepath.Join(dir, "state"),
 	}
 	// Refuse at once when another process holds the ports: its /readyz
 	// would otherwise pass for ours.

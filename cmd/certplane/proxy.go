@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/admin"
-	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/proxy"
 	"github.com/certplane/certplane/xds"
 	"github.com/certplane/certplane/xds/client"
@@ -39,6 +38,7 @@ type proxyFlags struct {
 	adminAddr, logFile, logLevel    string
 	drain                           time.Duration
 	expiryWarning                   durationFlag
+	trust                           trustFlags
 }
 
 const proxyUsage = `Terminates HTTPS with mutual TLS and forwards to backends round robin,
@@ -70,8 +70,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
 	f.expiryWarning = durationFlag{d: admin.DefaultExpiryWarning}
 	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
+	f.trust.register(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
+	}
+	if f.xdsAddr != "" && f.trust.set(fs) {
+		return usageError("--state-dir and --max-trust-store-size apply to standalone mode; with --xds, give them to certplane serve")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -198,7 +202,7 @@ func (g *components) stop() error {
 // consumes exactly the resources a remote `certplane serve` would send.
 func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, g *components) (*xds.ControlPlane, string, func(), error) {
 	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
-		Load: config.Loader{AdminAddresses: nonEmpty(f.adminAddr)}.Load})
+		StateDir: f.trust.stateDir, MaxTrustStoreSize: f.trust.maxStore.n, AdminAddresses: nonEmpty(f.adminAddr)})
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -67,6 +67,7 @@ loopback.`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	expiryWarning := durationFlag{d: admin.DefaultExpiryWarning}
 	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
+	trust := addTrustFlags(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -96,9 +97,11 @@ loopback.`)
 		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID, BindNodeID: *bindNodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
+		StateDir: trust.stateDir, MaxTrustStoreSize: trust.maxStore.n,
 		// A backend on the admin endpoint and a client CA that xDS and a
 		// listener share are warnings (log and /status).
-		Load: loadWarningSharedCA(config.Loader{AdminAddresses: nonEmpty(*adminAddr)}.Load, *xdsCA),
+		AdminAddresses: nonEmpty(*adminAddr),
+		Warnings:       sharedCAWarnings(*xdsCA),
 	})
 	if err != nil {
 		return err
@@ -184,13 +187,11 @@ func parseSocketMode(s, group string) (fs.FileMode, error) {
 
 // loadWarningSharedCA is load, plus a warning on each trust store that
 // shares a CA with the xDS client CA file (see xds.SharedClientCAWarnings),
-// so that it reaches the log and /status.
-func loadWarningSharedCA(load func(certsDir, configDir string) (*config.Model, error), xdsCA string) func(certsDir, configDir string) (*config.Model, error) {
-	return func(certsDir, configDir string) (*config.Model, error) {
-		m, err := load(certsDir, configDir)
-		if err == nil && xdsCA != "" {
-			m.Warnings = append(m.Warnings, xds.SharedClientCAWarnings(m, xdsCA)...)
-		}
-		return m, err
+// sharedCAWarnings warns when the xDS client CA is also a listener's
+// trust-store CA (a data-plane client could then fetch server keys).
+func sharedCAWarnings(xdsCA string) func(*config.Model) []config.Problem {
+	if xdsCA == "" {
+		return nil
 	}
+	return func(m *config.Model) []config.Problem { return xds.SharedClientCAWarnings(m, xdsCA) }
 }

@@ -1,0 +1,416 @@
+package config
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// trustInput is one file of a trust store as read: its content, or why it
+// could not be read.
+type trustInput struct {
+	path string
+	data []byte
+	err  error
+}
+
+// admitTrustStore admits one trust store against what l.Trust remembers of
+// it (nothing when l.Trust is nil), and updates that memory when the store
+// is admitted.
+func (l Loader) admitTrustStore(name string, in []trustInput) (*TrustStore, []Problem, error) {
+	mem := l.Trust
+	if mem == nil {
+		mem = &TrustMemory{stores: map[string]*storeMemory{}}
+	}
+	mem.mu.Lock()
+	defer mem.mu.Unlock()
+	a := &storeAdmission{
+		l: l, name: name, now: l.now(), mem: mem.store(name), state: mem.state,
+		content: map[string]*trustFile{}, good: map[string]bool{}, forget: map[string]bool{},
+	}
+	ts, err := a.run(in)
+	return ts, a.warnings, err
+}
+
+// storeAdmission admits the files of one trust store, each on its own. The
+// file is the unit of admission, and in a file the CRL of each CA: a file
+// that cannot be used is replaced by its last good content, or left out
+// when it never had one, and the rest of the store is admitted as usual; a
+// CRL older than the newest one seen of its CA is refused and the newer one
+// served. Every such defect is an error naming the file, returned with the
+// admitted store. The store is refused as a whole only when no CA is left,
+// or when no CRL is left while a file that may have carried one is out.
+type storeAdmission struct {
+	l     Loader
+	name  string
+	now   time.Time
+	mem   *storeMemory
+	state *crlState
+
+	paths    []string              // every file, sorted
+	content  map[string]*trustFile // what each file contributes
+	good     map[string]bool       // files admitted whole: remembered as last good
+	failures []fileFailure         // files or CRLs replaced or left out
+	errs     []error               // other defects; the store is served anyway
+	warnings []Problem
+	lost     bool // something was left out with nothing to replace it
+
+	cas    []*x509.Certificate
+	byKey  map[string]*x509.Certificate // CAs by issuerKey
+	served []servedCRL
+	forget map[string]bool // remembered CRLs that no longer verify
+}
+
+// fileFailure is a file (or only its CRLs) that could not be admitted.
+type fileFailure struct {
+	err      error
+	fallback bool // its last good content is served instead
+	crlsOnly bool // only its CRLs: its CAs are admitted
+}
+
+// servedCRL is a CRL chosen to be served, with where it came from.
+type servedCRL struct {
+	rl   *x509.RevocationList
+	i    int    // its index in its file, for messages
+	file string // its file, or the state file it was remembered in
+	key  string // its issuer's issuerKey
+}
+
+func (s servedCRL) record() *crlRecord { return recordOf(s.rl, s.file) }
+
+func (a *storeAdmission) run(in []trustInput) (*TrustStore, error) {
+	a.parseFiles(in)
+	a.collectCAs()
+	if len(a.cas) == 0 {
+		if len(a.failures) == 0 {
+			return nil, fileErr(a.dir(), errNoCA)
+		}
+		return nil, a.refusal("")
+	}
+	a.pickNewest(a.checkCRLs())
+	a.keepRememberedCRLs()
+	if len(a.served) == 0 && a.lost {
+		return nil, a.refusal("without it the store has no CRL, and then no client would be checked for revocation: the whole store is refused until the file is fixed")
+	}
+	a.checkDates()
+	ts := a.build()
+	a.commit()
+	return ts, a.err()
+}
+
+// dir is the store's directory, for store-wide messages.
+func (a *storeAdmission) dir() string {
+	if len(a.paths) == 0 {
+		return a.name
+	}
+	return filepath.Dir(a.paths[0])
+}
+
+// parseFiles parses each file on its own; a file that fails is replaced by
+// its last good content.
+func (a *storeAdmission) parseFiles(in []trustInput) {
+	slices.SortFunc(in, func(x, y trustInput) int { return strings.Compare(x.path, y.path) })
+	for _, f := range in {
+		a.paths = append(a.paths, f.path)
+		err := f.err
+		if err == nil {
+			var tf *trustFile
+			tf, err = a.l.parseTrustFile(f.path, f.data, a.now, func(w error) {
+				a.warnings = append(a.warnings, problemOf("", fileErr(f.path, w)))
+			})
+			if err == nil {
+				a.content[f.path] = tf
+				a.good[f.path] = true
+				continue
+			}
+		}
+		a.fileFailed(f.path, err, false)
+	}
+}
+
+// fileFailed replaces what file contributes (or only its CRLs) by its last
+// good content, or leaves it out.
+func (a *storeAdmission) fileFailed(file string, err error, crlsOnly bool) {
+	last := a.mem.files[file]
+	a.failures = append(a.failures, fileFailure{err: err, fallback: last != nil, crlsOnly: crlsOnly})
+	delete(a.good, file)
+	if last == nil {
+		a.lost = true
+	}
+	tf := &trustFile{}
+	if crlsOnly {
+		tf.cas = a.content[file].cas
+	} else if last != nil {
+		tf.cas = last.cas
+	}
+	if last != nil {
+		for _, der := range last.crls {
+			if rl, err := x509.ParseRevocationList(der); err == nil {
+				tf.crls = append(tf.crls, rl)
+			}
+		}
+	}
+	a.content[file] = tf
+}
+
+// collectCAs gathers the CAs of every file, each once.
+func (a *storeAdmission) collectCAs() {
+	a.byKey = map[string]*x509.Certificate{}
+	seen := map[string]string{} // CA DER -> file of its first copy
+	for _, file := range a.paths {
+		tf := a.content[file]
+		if tf == nil {
+			continue
+		}
+		for i, c := range tf.cas {
+			if first, dup := seen[string(c.Raw)]; dup {
+				a.warnings = append(a.warnings, problemOf("", fileErr(file, fmt.Errorf("%s duplicates a CA already in %s; it is used once", certName(i, c), first))))
+				continue
+			}
+			seen[string(c.Raw)] = file
+			a.cas = append(a.cas, c)
+			a.byKey[issuerKey(c)] = c
+		}
+	}
+}
+
+// checkCRLs admits the CRLs of every file against the store's CAs. A file
+// with a CRL that fails has its CRLs replaced by its last good ones.
+func (a *storeAdmission) checkCRLs() []servedCRL {
+	var out []servedCRL
+	for _, file := range a.paths {
+		tf := a.content[file]
+		if tf == nil || len(tf.crls) == 0 {
+			continue
+		}
+		cands, err := a.checkFileCRLs(file, tf.crls)
+		if err != nil && a.good[file] {
+			a.fileFailed(file, err, true)
+			// The last good CRLs passed once; one whose CA has left since
+			// is of no use and goes silently.
+			cands, _ = a.checkFileCRLs(file, a.content[file].crls)
+		}
+		out = append(out, cands...)
+	}
+	return out
+}
+
+// checkFileCRLs returns the CRLs of a file that pass checkCRL, and the
+// defects of the others.
+func (a *storeAdmission) checkFileCRLs(file string, crls []*x509.RevocationList) ([]servedCRL, error) {
+	var out []servedCRL
+	var errs []error
+	for i, rl := range crls {
+		issuer, err := checkCRL(rl, i, a.cas, a.name, a.now)
+		if err != nil {
+			errs = append(errs, fileErr(file, err))
+			continue
+		}
+		out = append(out, servedCRL{rl: rl, i: i, file: file, key: issuerKey(issuer)})
+	}
+	return out, errors.Join(errs...)
+}
+
+// pickNewest serves exactly one CRL per CA, the newest known: the newest of
+// the files or, when it is newer still, the one remembered. Every older CRL
+// is refused with an error, so revocation never goes backwards.
+func (a *storeAdmission) pickNewest(cands []servedCRL) {
+	var keys []string
+	byKey := map[string][]servedCRL{}
+	for _, c := range cands {
+		if byKey[c.key] == nil {
+			keys = append(keys, c.key)
+		}
+		byKey[c.key] = append(byKey[c.key], c)
+	}
+	for _, key := range keys {
+		cs := byKey[key]
+		best := cs[0]
+		for _, c := range cs[1:] {
+			if best.record().olderThan(c.record()) {
+				best = c
+			}
+		}
+		where := "in " + best.file
+		if rem := a.mem.newest[key]; rem != nil && best.record().olderThan(rem) {
+			if s, ok := a.remembered(key); ok {
+				best, where = s, "already served for this CA (from "+rem.file+")"
+			}
+		}
+		for _, c := range cs {
+			if c.record().olderThan(best.record()) {
+				delete(a.good, c.file)
+				a.errs = append(a.errs, fileErr(c.file, fmt.Errorf(
+					"%s has %s, older than %s %s: refused, so that revocation never goes backwards; the newer CRL is still served (a CA that restarted its CRL numbering must leave the store once)",
+					crlName(c.i, c.rl), c.record().describe(), best.record().describe(), where)))
+			}
+		}
+		a.served = append(a.served, best)
+	}
+}
+
+// remembered returns the remembered newest CRL of a CA of the store, parsed
+// and checked against that CA; one that no longer verifies is forgotten.
+func (a *storeAdmission) remembered(key string) (servedCRL, bool) {
+	rem, ca := a.mem.newest[key], a.byKey[key]
+	if rem == nil || ca == nil {
+		return servedCRL{}, false
+	}
+	rl, err := x509.ParseRevocationList(rem.der)
+	if err == nil {
+		err = rl.CheckSignatureFrom(ca)
+	}
+	if err != nil {
+		a.forget[key] = true
+		a.warnings = append(a.warnings, problemOf("", fileErr(rem.file, fmt.Errorf("the newest CRL remembered for CA %s no longer verifies against it (%w); it is forgotten", subjectOf(ca), err))))
+		return servedCRL{}, false
+	}
+	return servedCRL{rl: rl, file: rem.file, key: key}, true
+}
+
+// keepRememberedCRLs serves the remembered newest CRL of each CA of the
+// store that no file gives a CRL for any more (its file deleted, or bad
+// since before this process started): revocation never goes backwards
+// while the CA stays in the store.
+func (a *storeAdmission) keepRememberedCRLs() {
+	has := map[string]bool{}
+	for _, s := range a.served {
+		has[s.key] = true
+	}
+	for _, ca := range a.cas {
+		key := issuerKey(ca)
+		if has[key] {
+			continue
+		}
+		s, ok := a.remembered(key)
+		if !ok {
+			continue
+		}
+		has[key] = true
+		a.served = append(a.served, s)
+		a.warnings = append(a.warnings, problemOf("", fileErr(a.dir(), fmt.Errorf(
+			"no file of trust store %q gives a CRL of CA %s any more; its newest CRL, %s from %s, is still served so that revocation never goes backwards: to stop checking that CA's CRL, remove the CA from the store",
+			a.name, subjectOf(ca), s.record().describe(), s.file))))
+	}
+}
+
+// checkDates reports the served CRLs that expired (served all the same:
+// the handshakes of their CA's clients fail closed) or expire soon.
+func (a *storeAdmission) checkDates() {
+	for _, s := range a.served {
+		if err := crlExpired(s.rl, s.i, a.now); err != nil {
+			a.errs = append(a.errs, fileErr(s.file, err))
+		} else if w := crlExpiring(s.rl, s.i, a.now); w != nil {
+			a.warnings = append(a.warnings, problemOf("", fileErr(s.file, w)))
+		}
+	}
+}
+
+func (a *storeAdmission) build() *TrustStore {
+	ts := &TrustStore{Name: a.name, Files: a.paths}
+	ts.CAs = a.cas
+	for _, c := range a.cas {
+		ts.CAPEM = append(ts.CAPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	for _, s := range a.served {
+		ts.CRLs = append(ts.CRLs, s.rl)
+		ts.CRLPEM = append(ts.CRLPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.rl.Raw})...)
+	}
+	return ts
+}
+
+// commit remembers what the admitted store serves: each file admitted whole
+// as its last good content (a file that is gone is forgotten), and the CRL
+// served for each CA as its newest, written to the state directory before
+// the store is served. A CA that left the store is forgotten.
+func (a *storeAdmission) commit() {
+	files := make(map[string]*fileGood, len(a.paths))
+	for _, p := range a.paths {
+		switch {
+		case a.good[p]:
+			g := &fileGood{cas: a.content[p].cas}
+			for _, rl := range a.content[p].crls {
+				g.crls = append(g.crls, rl.Raw)
+			}
+			files[p] = g
+		case a.mem.files[p] != nil:
+			files[p] = a.mem.files[p]
+		}
+	}
+	a.mem.files = files
+	for _, s := range a.served {
+		rec, cur := s.record(), a.mem.newest[s.key]
+		// Holding the served CRL's own bytes lets the remembered copy go.
+		a.mem.newest[s.key] = rec
+		if cur == nil || !bytes.Equal(cur.der, rec.der) {
+			a.saveState(s.key, rec)
+		}
+	}
+	for key := range a.mem.newest {
+		if a.byKey[key] == nil || a.forget[key] {
+			delete(a.mem.newest, key)
+			if a.state != nil {
+				if err := a.state.remove(a.name, key); err != nil {
+					a.warnings = append(a.warnings, problemOf("", err))
+				}
+			}
+		}
+	}
+}
+
+func (a *storeAdmission) saveState(key string, rec *crlRecord) {
+	if a.state == nil {
+		return
+	}
+	if err := a.state.save(a.name, key, rec.der); err != nil {
+		a.warnings = append(a.warnings, problemOf("", fmt.Errorf("%w: after a restart an older CRL of this CA would be accepted", err)))
+	}
+}
+
+// err joins the defects of an admitted store, each saying what is served
+// in place of the defective file.
+func (a *storeAdmission) err() error {
+	var errs []error
+	for _, f := range a.failures {
+		note := "the file is left out until it is fixed"
+		switch {
+		case f.fallback && f.crlsOnly:
+			note = "the last good CRLs of this file are still served"
+		case f.fallback:
+			note = "the last good content of this file is still served"
+		case f.crlsOnly:
+			note = "the CRLs of this file are left out until it is fixed"
+		}
+		errs = append(errs, noted(f.err, note)...)
+	}
+	return errors.Join(append(errs, a.errs...)...)
+}
+
+// refusal joins the defects of a refused store; note, when set, says why
+// each file left out refuses the whole store.
+func (a *storeAdmission) refusal(note string) error {
+	var errs []error
+	for _, f := range a.failures {
+		if note != "" && !f.fallback {
+			errs = append(errs, noted(f.err, note)...)
+		} else {
+			errs = append(errs, f.err)
+		}
+	}
+	return errors.Join(append(errs, a.errs...)...)
+}
+
+// noted splits a joined error and appends note to each defect.
+func noted(err error, note string) []error {
+	var out []error
+	for _, e := range defects(err) {
+		out = append(out, fmt.Errorf("%w; %s", e, note))
+	}
+	return out
+}
