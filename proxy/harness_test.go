@@ -185,6 +185,8 @@ type listenerSpec struct {
 	routes   [][2]string // prefix, backend
 	// certSANs gives, per cert secret, its DNS SANs (multi-cert listeners).
 	certSANs map[string][]string
+	// edge, when set, adds the issue #11 contract's fields (contract_test.go).
+	edge *edgeOptions
 }
 
 // build makes the Listener and RouteConfiguration of docs/resources.md.
@@ -290,6 +292,9 @@ func (s listenerSpec) build() []types.Resource {
 				KeepEmptyValue: false,
 			})
 		}
+	}
+	if s.edge != nil {
+		edgeListener(l, rc, *s.edge)
 	}
 	return []types.Resource{l, rc}
 }
