@@ -14,9 +14,10 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// edgeOptions are the choices of the issue #11 contract (contract-11.md)
-// that a listener's resources carry: the connection manager's edge limits,
-// the identity-header removal filter, the identity headers only on routes
+// edgeOptions are the choices of the issue #11 contract (contract-11.md,
+// with the envoy side's choices in contract-11-changes.md) that a
+// listener's resources carry: the connection manager's edge limits, the
+// identity-header removal filter, the identity headers only on routes
 // matched with a presented certificate, and the loop-detection route.
 type edgeOptions struct {
 	// underscores is headers_with_underscores_action; zero means DROP_HEADER.
@@ -26,22 +27,35 @@ type edgeOptions struct {
 	escaped hcmv3.HttpConnectionManager_PathWithEscapedSlashesAction
 	// token is the loop-detection token; "" means edgeToken.
 	token string
+	// verify is set by listenerSpec.build for mode verify: its routes
+	// exist only in their presented-certificate copy.
+	verify bool
 }
 
-const edgeToken = "test"
+// edgeToken is a loop token as envoy.LoopToken makes them.
+const edgeToken = "certplane-0123456789abcdef"
+
+// edgeLoopBody is the loop route's direct_response body.
+const edgeLoopBody = "loop detected\n"
 
 // edgeEscapedAction is the envoy side's path_with_escaped_slashes_action.
-const edgeEscapedAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+const edgeEscapedAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
 
-// identityHeaderFilter is the header_mutation filter that removes, first in
-// the chain, every ALB-style identity header a client sent.
+// identityHeaderFilter is envoy.IdentityHeaderFilter: a header_mutation
+// filter, first in the chain, that removes ALB's passthrough header and
+// every x-amzn-mtls-clientcert-* header a client sent.
 func identityHeaderFilter() *hcmv3.HttpFilter {
+	remove := func(m *matcherv3.StringMatcher) *mutationv3.HeaderMutation {
+		m.IgnoreCase = true
+		return &mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_RemoveOnMatch_{
+			RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{KeyMatcher: m},
+		}}
+	}
 	hm := &headermutationv3.HeaderMutation{Mutations: &headermutationv3.Mutations{
-		RequestMutations: []*mutationv3.HeaderMutation{{
-			Action: &mutationv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{
-				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "x-amzn-mtls-clientcert"}, IgnoreCase: true},
-			}},
-		}},
+		RequestMutations: []*mutationv3.HeaderMutation{
+			remove(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "x-amzn-mtls-clientcert"}}),
+			remove(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "x-amzn-mtls-clientcert-"}}),
+		},
 	}}
 	return &hcmv3.HttpFilter{Name: "envoy.filters.http.header_mutation", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(hm)}}
 }
@@ -68,7 +82,8 @@ func applyEdgeHCM(h *hcmv3.HttpConnectionManager, o edgeOptions) {
 
 // applyEdgeRoutes adds the loop-detection route first in every virtual host
 // and the Via header, and moves route-configuration identity headers onto
-// copies of each route that match only when a certificate was presented.
+// copies of each route that match only when a certificate was presented
+// (envoy.RouteConfiguration).
 func applyEdgeRoutes(rc *routev3.RouteConfiguration, o edgeOptions) {
 	token := o.token
 	if token == "" {
@@ -76,39 +91,39 @@ func applyEdgeRoutes(rc *routev3.RouteConfiguration, o edgeOptions) {
 	}
 	identity := rc.RequestHeadersToAdd
 	rc.RequestHeadersToAdd = []*corev3.HeaderValueOption{{
-		Header:       &corev3.HeaderValue{Key: "via", Value: "1.1 certplane-" + token},
+		Header:       &corev3.HeaderValue{Key: "via", Value: "1.1 " + token},
 		AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
 	}}
 	rc.RequestHeadersToRemove = nil
 	for _, vh := range rc.VirtualHosts {
 		routes := []*routev3.Route{{
-			Name: "loop",
 			Match: &routev3.RouteMatch{
 				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
 				Headers: []*routev3.HeaderMatcher{{
 					Name: "via",
 					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-						MatchPattern: &matcherv3.StringMatcher_Contains{Contains: "certplane-" + token},
+						MatchPattern: &matcherv3.StringMatcher_Contains{Contains: token},
 					}},
 				}},
 			},
 			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
 				Status: 508,
-				Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "loop detected"}},
+				Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: edgeLoopBody}},
 			}},
 		}}
 		for _, r := range vh.Routes {
 			if len(identity) > 0 {
-				withCert := &routev3.Route{
-					Name: r.Name + "/client-cert",
+				routes = append(routes, &routev3.Route{
 					Match: &routev3.RouteMatch{
 						PathSpecifier: r.Match.PathSpecifier,
 						TlsContext:    &routev3.RouteMatch_TlsContextMatchOptions{Presented: wrapperspb.Bool(true)},
 					},
 					Action:              r.Action,
 					RequestHeadersToAdd: identity,
+				})
+				if o.verify {
+					continue
 				}
-				routes = append(routes, withCert)
 			}
 			routes = append(routes, r)
 		}

@@ -72,8 +72,8 @@ func TestSelfLoopDetected(t *testing.T) {
 	})
 
 	code, body, err := get(e.cl, e.base+"/loop")
-	if err != nil || code != http.StatusLoopDetected || body != "loop detected" {
-		t.Fatalf("looping request: %d %q %v; want 508 \"loop detected\"", code, body, err)
+	if err != nil || code != http.StatusLoopDetected || body != edgeLoopBody {
+		t.Fatalf("looping request: %d %q %v; want 508 %q", code, body, err, edgeLoopBody)
 	}
 	hops := e.px.log.find(map[string]string{"msg": "request", "path": "/loop"})
 	if len(hops) != 2 {
@@ -84,12 +84,12 @@ func TestSelfLoopDetected(t *testing.T) {
 	if code, body, err := get(e.cl, e.base+"/"); err != nil || code != 200 || body != "backend" {
 		t.Fatalf("normal request: %d %q %v", code, body, err)
 	}
-	if got := b.lastHeader().Values("Via"); len(got) != 1 || got[0] != "1.1 certplane-"+edgeToken {
-		t.Errorf("backend saw Via %q, want [\"1.1 certplane-%s\"]", got, edgeToken)
+	if got := b.lastHeader().Values("Via"); len(got) != 1 || got[0] != "1.1 "+edgeToken {
+		t.Errorf("backend saw Via %q, want [\"1.1 %s\"]", got, edgeToken)
 	}
 	// A request that already passed this proxy (another value first, as
 	// a chain of proxies writes it) is refused before any backend.
-	for _, via := range [][]string{{"1.1 certplane-" + edgeToken}, {"1.0 cache", "1.1 certplane-" + edgeToken}} {
+	for _, via := range [][]string{{"1.1 " + edgeToken}, {"1.0 cache", "1.1 " + edgeToken}} {
 		req, _ := http.NewRequest("GET", e.base+"/", nil)
 		req.Header["Via"] = via
 		resp, err := e.cl.Do(req)
@@ -195,7 +195,7 @@ func (pb *pathBackend) last() string {
 // doubled slashes and unreserved escapes are normalized as Envoy's
 // normalize_path and merge_slashes do before the route is chosen, and the
 // backend gets the normalized path; an escaped slash gets the contract's
-// path_with_escaped_slashes_action (a redirect to the unescaped path).
+// path_with_escaped_slashes_action, REJECT_REQUEST (400).
 func TestPathNormalizedBeforeRouting(t *testing.T) {
 	admin, app := startPathBackend(t, "admin"), startPathBackend(t, "app")
 	res := backendSpec{name: "admin", endpoints: []string{strings.TrimPrefix(admin.URL, "http://")}}.build()
@@ -217,7 +217,9 @@ func TestPathNormalizedBeforeRouting(t *testing.T) {
 		{"/%61dmin", "admin", "/admin", 200, ""},
 		{"/app//x/", "app", "/app/x/", 200, ""},
 		{"/adm%69n/%7e%2d", "admin", "/admin/~-", 200, ""},
-		{"/a%2F..%2Fadmin?x=%2F", "", "", http.StatusTemporaryRedirect, "/admin?x=%2F"},
+		{"/a%2F..%2Fadmin", "", "", http.StatusBadRequest, ""},
+		{"/a%5c..%5cadmin", "", "", http.StatusBadRequest, ""},
+		{"/admin?next=%2F..%2F", "admin", "/admin?next=%2F..%2F", 200, ""},
 	} {
 		u := e.base + c.path
 		req, _ := http.NewRequest("GET", u, nil)
