@@ -10,29 +10,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/proxy/proxytest"
 )
 
-// forgedIdentity are identity headers a client may try to forge: the real
-// names, ALB's passthrough header and a made-up member of its family, and
-// the underscore spellings that WSGI and CGI backends read as the real ones.
-var forgedIdentity = map[string]string{
-	"X-Forwarded-Client-Cert":         `By=spiffe://forged;Hash=00;Subject="CN=forged"`,
-	"X-Amzn-Mtls-Clientcert":          "forged",
-	"X-Amzn-Mtls-Clientcert-Subject":  "CN=forged",
-	"X-Amzn-Mtls-Clientcert-Validity": "NotBefore=forged;NotAfter=forged",
-	"X-Amzn-Mtls-Clientcert-Custom":   "forged",
-	"X_Forwarded_Client_Cert":         `By=spiffe://forged;Hash=00;Subject="CN=forged"`,
-	"X_Amzn_Mtls_Clientcert_Subject":  "CN=forged",
-	"X_Amzn_Mtls_Clientcert_Leaf":     "forged",
-}
-
-// sendForged sends forgedIdentity, the header names spelt exactly as above.
+// sendForged sends proxytest.ForgedIdentity.
 func sendForged(t *testing.T, cl *http.Client, url string) int {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
-	for k, v := range forgedIdentity {
-		req.Header[k] = []string{v} // not canonicalized: the wire carries these spellings
-	}
+	proxytest.AddForgedIdentity(req.Header)
 	resp, err := cl.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -124,15 +109,8 @@ func TestForgedIdentityHeadersNeverReachBackend(t *testing.T) {
 // header, and exactly the identity headers the proxy sets for leaf.
 func checkIdentity(t *testing.T, h http.Header, leaf *pkitest.Leaf, xfcc, alb bool) {
 	t.Helper()
-	for k, vs := range h {
-		if strings.Contains(k, "_") {
-			t.Errorf("underscore header %s: %q reached the backend", k, vs)
-		}
-		for _, v := range vs {
-			if strings.Contains(v, "forged") {
-				t.Errorf("forged value reached the backend: %s: %q", k, v)
-			}
-		}
+	for _, leak := range proxytest.ForgedIdentityLeaks(h) {
+		t.Errorf("reached the backend: %s", leak)
 	}
 	gotXFCC := h.Values(xfccHeader)
 	switch {
