@@ -78,6 +78,14 @@ func TestClientProtocolErrorsNeverEjectBackend(t *testing.T) {
 	if err != nil || code != http.StatusOK || body != "backend" {
 		t.Fatalf("valid request after malformed ones: %d %q %v; want 200 from the backend", code, body, err)
 	}
+	// The request goes upstream as the client sent it: net/http adds no
+	// Accept-Encoding of its own (Envoy forwards headers unchanged).
+	if code := e.rawExchange(t, "GET / HTTP/1.1\r\nHost: proxy.test\r\n\r\n", false); code != http.StatusOK {
+		t.Fatalf("raw valid request: %d", code)
+	}
+	if got := b.lastHeader().Get("Accept-Encoding"); got != "" {
+		t.Errorf("backend got Accept-Encoding %q the client never sent", got)
+	}
 	if n := usableHosts(e.px.Proxy, "app"); n != 1 {
 		t.Fatalf("the backend is not usable after client protocol errors (usable hosts %d): %+v", n, e.px.Status().Clusters)
 	}

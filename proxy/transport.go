@@ -61,6 +61,10 @@ func newTransport(s *clusterSpec, up *upstreamTLS) *upstreamTransport {
 		ReadBufferSize:         buf,
 		WriteBufferSize:        buf,
 		MaxResponseHeaderBytes: envoyMaxResponseHeaders,
+		// Envoy forwards Accept-Encoding as the client sent it; net/http
+		// would add gzip and decompress the response itself (an extra
+		// buffer per request, and a body the client did not ask for).
+		DisableCompression: true,
 	}
 	if up != nil {
 		t.TLSClientConfig = up.config
