@@ -10,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -46,13 +47,19 @@ func TestEdgeFieldsNACK(t *testing.T) {
 		msg  proto.Message
 		want string
 	}{
-		{"stream window", hcm(func(h *hcmv3.HttpConnectionManager) { h.Http2ProtocolOptions.InitialStreamWindowSize = wrapperspb.UInt32(1000) }),
+		{"stream window", hcm(func(h *hcmv3.HttpConnectionManager) {
+			h.Http2ProtocolOptions.InitialStreamWindowSize = wrapperspb.UInt32(1000)
+		}),
 			"http2_protocol_options: initial_stream_window_size 1000 is out of range 65535..2147483647"},
-		{"streams", hcm(func(h *hcmv3.HttpConnectionManager) { h.Http2ProtocolOptions.MaxConcurrentStreams = wrapperspb.UInt32(0) }),
+		{"streams", hcm(func(h *hcmv3.HttpConnectionManager) {
+			h.Http2ProtocolOptions.MaxConcurrentStreams = wrapperspb.UInt32(0)
+		}),
 			"http2_protocol_options: max_concurrent_streams 0 is out of range 1..2147483647"},
 		{"unimplemented http2 option", hcm(func(h *hcmv3.HttpConnectionManager) { h.Http2ProtocolOptions.AllowConnect = true }),
 			"http2_protocol_options.allow_connect is set but not implemented by certplane proxy"},
-		{"router not last", hcm(func(h *hcmv3.HttpConnectionManager) { h.HttpFilters[0], h.HttpFilters[1] = h.HttpFilters[1], h.HttpFilters[0] }),
+		{"router not last", hcm(func(h *hcmv3.HttpConnectionManager) {
+			h.HttpFilters[0], h.HttpFilters[1] = h.HttpFilters[1], h.HttpFilters[0]
+		}),
 			"http_filters: the last filter must be envoy.filters.http.router"},
 		{"mutation append", hcm(mutation(&mutationv3.HeaderMutation{Action: &mutationv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
 			Header: &corev3.HeaderValue{Key: "x", Value: "y"}}}})),
@@ -68,8 +75,8 @@ func TestEdgeFieldsNACK(t *testing.T) {
 		{"pseudo-header matcher", route(func(r *routev3.Route) { r.Match.Headers[0].Name = ":path" }),
 			`virtual_hosts[0].routes[0].match.headers[0]: pseudo-header ":path" is not implemented by certplane proxy`},
 		{"header range matcher", route(func(r *routev3.Route) {
-			r.Match.Headers[0].HeaderMatchSpecifier = &routev3.HeaderMatcher_PrefixMatch{PrefixMatch: "x"}
-		}), "prefix_match is set but not implemented by certplane proxy"},
+			r.Match.Headers[0].HeaderMatchSpecifier = &routev3.HeaderMatcher_RangeMatch{RangeMatch: &typev3.Int64Range{Start: 1, End: 2}}
+		}), "range_match is set but not implemented by certplane proxy"},
 	} {
 		err := p.Validate("", []proto.Message{c.msg})
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -212,6 +212,9 @@ func requestTarget(r *http.Request) string {
 // it byte for byte, as Envoy forwards :path.
 func setRequestTarget(r *http.Request, target string) {
 	path, query, _ := strings.Cut(target, "?")
+	if target == r.RequestURI && r.URL.Opaque == "" && r.URL.RawQuery == query && r.URL.EscapedPath() == path {
+		return // as received, and net/http forwards it so
+	}
 	r.RequestURI = target
 	r.URL.RawQuery = query
 	r.URL.ForceQuery = strings.HasSuffix(target, "?")

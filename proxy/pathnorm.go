@@ -148,6 +148,9 @@ var pathClass = func() (t [256]uint8) {
 // escapes are kept with their case, and characters that must be escaped
 // are. ok is false for a NUL (raw or %00), which Envoy refuses.
 func canonicalPath(path string) (string, bool) {
+	if isCanonical(path) {
+		return path, true
+	}
 	out := make([]byte, 0, len(path)+1)
 	if path == "" || !isURLSlash(path[0]) {
 		out = append(out, '/')
@@ -201,6 +204,22 @@ func canonicalPath(path string) (string, bool) {
 		}
 	}
 	return string(out), ok
+}
+
+// isCanonical reports, without allocating, a path that canonicalPath
+// leaves as it is: it starts with '/' and holds no dot, escape, backslash
+// or character to encode. Most requests' paths are such.
+func isCanonical(path string) bool {
+	if path == "" || path[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '.' || c == '%' || c == '\\' || pathClass[c] >= pcEscape {
+			return false
+		}
+	}
+	return true
 }
 
 type dotKind int
