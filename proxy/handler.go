@@ -75,7 +75,7 @@ func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !lr.underscores(hcm, r, sw) || !normalizeRequestPath(hcm, r, ex, sw) {
 		return
 	}
-	if !lr.route(st, r, ex, sw) {
+	if !lr.pickRoute(st, r, ex, sw) {
 		return
 	}
 	ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
@@ -164,10 +164,10 @@ func normalizeRequestPath(hcm *hcmSettings, r *http.Request, ex *exchange, sw *s
 	return true
 }
 
-// route picks the route and, for a cluster route, the cluster and host;
+// pickRoute picks the route and, for a cluster route, the cluster and host;
 // it answers the request itself otherwise (no route, direct_response, no
 // healthy host). It reports whether the request is to be forwarded.
-func (lr *listenerRuntime) route(st *state, r *http.Request, ex *exchange, sw *statusWriter) bool {
+func (lr *listenerRuntime) pickRoute(st *state, r *http.Request, ex *exchange, sw *statusWriter) bool {
 	ex.routes = st.routes[ex.chain.hcm.routeName]
 	if ex.routes == nil {
 		sw.fail(http.StatusNotFound, "route configuration not found")
