@@ -12,6 +12,7 @@ import (
 	// Registers the typed_config message types that the allow-list names, so
 	// that an Any holding one of them can be unpacked.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -24,7 +25,7 @@ import (
 // absent from this map are not implemented at all; the well-known value
 // types in leafTypes are accepted whole.
 var allowed = map[protoreflect.FullName][]string{
-	"envoy.config.listener.v3.Listener":                               {"name", "address", "listener_filters", "access_log", "filter_chains", "default_filter_chain"},
+	"envoy.config.listener.v3.Listener":                               {"name", "address", "listener_filters", "access_log", "filter_chains", "default_filter_chain", "per_connection_buffer_limit_bytes"},
 	"envoy.config.core.v3.Address":                                    {"socket_address"},
 	"envoy.config.core.v3.SocketAddress":                              {"address", "port_value"},
 	"envoy.config.listener.v3.ListenerFilter":                         {"name", "typed_config"},
@@ -55,29 +56,39 @@ var allowed = map[protoreflect.FullName][]string{
 		"max_verify_depth", "suppress_client_ca_list", "trust_chain_verification",
 	},
 	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher": {"san_type", "matcher"},
-	"envoy.type.matcher.v3.StringMatcher":                             {"exact", "prefix", "suffix", "contains", "safe_regex"},
+	"envoy.type.matcher.v3.StringMatcher":                             {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"},
 	"envoy.type.matcher.v3.RegexMatcher":                              {"regex"},
-	"envoy.config.core.v3.DataSource":                                 {"inline_bytes"},
+	"envoy.config.core.v3.DataSource":                                 {"inline_bytes", "inline_string"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"stat_prefix", "codec_type", "rds", "http_filters", "use_remote_address", "xff_num_trusted_hops",
 		"forward_client_cert_details", "set_current_client_cert_details", "common_http_protocol_options",
 		"request_headers_timeout", "stream_idle_timeout", "max_request_headers_kb", "access_log",
+		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "http2_protocol_options",
 	},
+	"envoy.config.core.v3.Http2ProtocolOptions":                                                                     {"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"},
+	"envoy.extensions.filters.http.header_mutation.v3.HeaderMutation":                                               {"mutations"},
+	"envoy.extensions.filters.http.header_mutation.v3.Mutations":                                                    {"request_mutations"},
+	"envoy.config.common.mutation_rules.v3.HeaderMutation":                                                          {"remove", "remove_on_match"},
+	"envoy.config.common.mutation_rules.v3.HeaderMutation.RemoveOnMatch":                                            {"key_matcher"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":                                               {"route_config_name", "config_source"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                                        {"name", "typed_config"},
 	"envoy.extensions.filters.http.router.v3.Router":                                                                {},
-	"envoy.config.core.v3.HttpProtocolOptions":                                                                      {"idle_timeout"},
+	"envoy.config.core.v3.HttpProtocolOptions":                                                                      {"idle_timeout", "headers_with_underscores_action"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails": {"subject", "cert", "chain", "uri", "dns"},
 	"envoy.config.route.v3.RouteConfiguration":                                                                      {"name", "virtual_hosts", "request_headers_to_remove", "request_headers_to_add"},
-	"envoy.config.route.v3.VirtualHost":                                                                             {"name", "domains", "routes"},
-	"envoy.config.route.v3.Route":                                                                                   {"name", "match", "route"},
-	"envoy.config.route.v3.RouteMatch":                                                                              {"prefix"},
+	"envoy.config.route.v3.VirtualHost":                                                                             {"name", "domains", "routes", "request_headers_to_remove", "request_headers_to_add"},
+	"envoy.config.route.v3.Route":                                                                                   {"name", "match", "route", "direct_response", "request_headers_to_remove", "request_headers_to_add"},
+	"envoy.config.route.v3.RouteMatch":                                                                              {"prefix", "headers", "tls_context"},
+	"envoy.config.route.v3.HeaderMatcher":                                                                           {"name", "string_match", "present_match", "invert_match", "treat_missing_header_as_empty"},
+	"envoy.config.route.v3.RouteMatch.TlsContextMatchOptions":                                                       {"presented"},
+	"envoy.config.route.v3.DirectResponseAction":                                                                    {"status", "body"},
 	"envoy.config.route.v3.RouteAction":                                                                             {"cluster", "timeout"},
 	"envoy.config.core.v3.HeaderValueOption":                                                                        {"header", "append_action", "keep_empty_value"},
 	"envoy.config.core.v3.HeaderValue":                                                                              {"key", "value"},
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "connect_timeout", "lb_policy", "type", "eds_cluster_config", "dns_lookup_family",
 		"load_assignment", "health_checks", "outlier_detection", "transport_socket", "common_lb_config",
+		"per_connection_buffer_limit_bytes",
 	},
 	"envoy.config.cluster.v3.Cluster.CommonLbConfig":           {"healthy_panic_threshold"},
 	"envoy.type.v3.Percent":                                    {"value"},
@@ -108,6 +119,7 @@ var leafTypes = map[protoreflect.FullName]bool{
 var allowedEnums = map[protoreflect.FullName][]string{
 	"envoy.config.core.v3.SocketAddress.protocol":                                                  {"TCP"},
 	"envoy.config.core.v3.ConfigSource.resource_api_version":                                       {"V3"},
+	"envoy.config.core.v3.HttpProtocolOptions.headers_with_underscores_action":                     {"ALLOW", "REJECT_REQUEST", "DROP_HEADER"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.codec_type": {"AUTO"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.forward_client_cert_details": {
 		"SANITIZE", "SANITIZE_SET",

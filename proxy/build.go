@@ -126,7 +126,7 @@ func (b *builder) routesPresent(ls *listenerState) error {
 		}
 		for _, vh := range rt.vhosts {
 			for _, r := range vh.routes {
-				if b.next.clusters[r.cluster] == nil {
+				if r.direct == nil && b.next.clusters[r.cluster] == nil {
 					return &missingError{"cluster " + r.cluster}
 				}
 			}

@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -19,7 +17,7 @@ type clusterState struct {
 	name           string
 	hosts          []*host
 	rt             *clusterRuntime
-	transport      *http.Transport
+	transport      *upstreamTransport
 	transportKey   string
 	scheme         string // "https" with an UpstreamTlsContext
 	connectTimeout time.Duration
@@ -43,6 +41,8 @@ type clusterSpec struct {
 	outlier        *outlierConfig
 	upstream       *upstreamSpec
 	panicThreshold float64
+	// bufferLimit is per_connection_buffer_limit_bytes; 0 when unset.
+	bufferLimit int
 }
 
 func checkCluster(c *clusterv3.Cluster) (*clusterSpec, error) {
@@ -98,6 +98,9 @@ func checkCluster(c *clusterv3.Cluster) (*clusterSpec, error) {
 		}
 		s.panicThreshold = p.GetValue()
 	}
+	if l := c.GetPerConnectionBufferLimitBytes(); l != nil {
+		s.bufferLimit = int(l.GetValue())
+	}
 	if ts := c.GetTransportSocket(); ts != nil {
 		up, err := checkUpstreamTLS(ts)
 		if err != nil {
@@ -139,35 +142,4 @@ func socketAddress(a *corev3.Address) (string, error) {
 		return "", fmt.Errorf("address.socket_address.port_value %d is out of range", sa.GetPortValue())
 	}
 	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), nil
-}
-
-// newTransport builds the HTTP/1.1 transport of a cluster: Envoy speaks
-// HTTP/1.1 upstream unless told otherwise, and so does the proxy.
-func newTransport(s *clusterSpec, up *upstreamTLS) *http.Transport {
-	d := &net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
-	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
-		if s.v4Preferred {
-			c, err := d.DialContext(ctx, "tcp4", addr)
-			if err == nil {
-				return c, nil
-			}
-			if c6, err6 := d.DialContext(ctx, "tcp6", addr); err6 == nil {
-				return c6, nil
-			}
-			return nil, err
-		}
-		return d.DialContext(ctx, s.network, addr)
-	}
-	t := &http.Transport{
-		DialContext:           dial,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       time.Hour, // Envoy's upstream default idle timeout
-		ResponseHeaderTimeout: 0,         // the route timeout bounds the request instead
-		ForceAttemptHTTP2:     false,
-	}
-	if up != nil {
-		t.TLSClientConfig = up.config
-		t.TLSHandshakeTimeout = s.connectTimeout
-	}
-	return t
 }

@@ -27,9 +27,9 @@ func TestUnsupportedFieldNACK(t *testing.T) {
 	e := newGuideEnv(t, nil)
 	rs := e.resources(e.clientCA.CRLPEM())
 	l := rs.listeners[0].(*listenerv3.Listener)
-	l.PerConnectionBufferLimitBytes = wrapperspb.UInt32(1024)
+	l.TcpBacklogSize = wrapperspb.UInt32(128)
 	e.ads.set(rs)
-	want := `listener "public": per_connection_buffer_limit_bytes is set but not implemented by certplane proxy`
+	want := `listener "public": tcp_backlog_size is set but not implemented by certplane proxy`
 	waitFor(t, "NACK", func() bool {
 		for _, n := range e.ads.nackList() {
 			if n == want {

@@ -2,12 +2,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,86 +25,227 @@ type exchange struct {
 	conn    *trackedConn // nil outside a tracked connection
 	chain   *chainState
 	routes  *routeTable
+	vhost   *vhost
+	route   *route
 	cluster *clusterState
 	host    *host
+	body    *requestBody // nil without a body
 	status  int
 	err     error
 	// streamTimeout is set when the request body stalled for
 	// stream_idle_timeout.
 	streamTimeout atomic.Bool
+	// path is the escaped, normalized request path that routing matches.
+	path string
+	// originalPath is the request target as received, when path
+	// normalization changed it.
+	originalPath string
 }
 
 type exchangeKey struct{}
 
-// ServeHTTP routes one request: the route table of the connection's filter
-// chain picks a cluster, round robin picks a host, ReverseProxy forwards.
+// ServeHTTP handles one request in Envoy's order: the connection manager
+// applies headers_with_underscores_action and path normalization, the
+// route table of the connection's filter chain picks a route (a direct
+// response or a cluster), round robin picks a host, ReverseProxy forwards.
 func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := lr.p
 	start := time.Now()
 	st := p.state.Load()
-	tc := connFrom(r.Context())
-	var chain *chainState
-	if tc != nil {
-		tc.mu.Lock()
-		chain = tc.chain
-		tc.mu.Unlock()
-	}
-	if ls := st.listeners[lr.name]; ls != nil && chain != nil {
-		if c := ls.chainByName(chain.name); c != nil {
-			chain = c
-		}
-	}
+	ls := st.listeners[lr.name]
+	chain := lr.chainOf(ls, r)
 	sw := &statusWriter{ResponseWriter: w, idle: 0}
-	ex := &exchange{conn: tc, chain: chain}
-	var body *countingBody
-	if r.Body != nil && r.Body != http.NoBody {
-		body = &countingBody{ReadCloser: r.Body}
-		r.Body = body
+	ex := &exchange{conn: connFrom(r.Context()), chain: chain}
+	copyBuffer := maxCopyBuffer
+	if ls != nil {
+		copyBuffer = ls.copyBuffer
 	}
-	defer func() { p.logRequest(lr.name, r, ex, sw, body, start) }()
+	if r.Body != nil && r.Body != http.NoBody {
+		ex.body = &requestBody{ReadCloser: r.Body, max: copyBuffer}
+		r.Body = ex.body
+	}
+	defer func() { p.logRequest(lr.name, r, ex, sw, start) }()
 	if chain == nil {
 		sw.fail(http.StatusServiceUnavailable, "no filter chain")
 		return
 	}
-	sw.idle = chain.hcm.streamIdleTimeout
+	hcm := chain.hcm
+	sw.idle = hcm.streamIdleTimeout
 	defer sw.clearDeadline()
-	ex.routes = st.routes[chain.hcm.routeName]
-	if ex.routes == nil {
-		sw.fail(http.StatusNotFound, "route configuration not found")
+	if !lr.underscores(hcm, r, sw) || !normalizeRequestPath(hcm, r, ex, sw) {
 		return
 	}
-	rt := ex.routes.match(r.Host, r.URL.Path)
-	if rt == nil {
-		sw.fail(http.StatusNotFound, "no route matched")
-		return
-	}
-	ex.cluster = st.clusters[rt.cluster]
-	if ex.cluster == nil {
-		sw.fail(http.StatusServiceUnavailable, "cluster not found")
-		return
-	}
-	ex.host = ex.cluster.pick(start)
-	if ex.host == nil {
-		sw.fail(http.StatusServiceUnavailable, "no healthy upstream")
+	if !lr.pickRoute(st, r, ex, sw) {
 		return
 	}
 	ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
-	if rt.timeout > 0 {
+	if ex.route.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		ctx, cancel = context.WithTimeout(ctx, ex.route.timeout)
 		defer cancel()
 	}
-	if sw.idle > 0 && r.Body != nil && r.Body != http.NoBody {
+	if sw.idle > 0 && ex.body != nil {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: sw.idle, timedOut: &ex.streamTimeout}
 	}
-	p.rp.ServeHTTP(sw, r.WithContext(ctx))
+	if r.ProtoMajor == 1 {
+		// Relay the request body while the response streams back, as
+		// Envoy does; by default net/http would discard the rest of the
+		// body once the response starts.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	p.reverseProxy(copyBuffer).ServeHTTP(sw, r.WithContext(ctx))
 }
 
-// newReverseProxy builds the one ReverseProxy all listeners share; the
-// per-request decision travels in the request context.
-func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
+// chainOf is the filter chain that admitted the request's connection, in
+// its current version.
+func (lr *listenerRuntime) chainOf(ls *listenerState, r *http.Request) *chainState {
+	tc := connFrom(r.Context())
+	if tc == nil {
+		return nil
+	}
+	tc.mu.Lock()
+	chain := tc.chain
+	tc.mu.Unlock()
+	if ls != nil && chain != nil {
+		if c := ls.chainByName(chain.name); c != nil {
+			return c
+		}
+	}
+	return chain
+}
+
+// underscores applies headers_with_underscores_action before anything
+// reads the headers (identity, routing, logging): it counts and drops them,
+// or refuses the request with 400.
+func (lr *listenerRuntime) underscores(hcm *hcmSettings, r *http.Request, sw *statusWriter) bool {
+	names, ok := dropUnderscoreHeaders(hcm.underscores, r)
+	if len(names) == 0 {
+		return true
+	}
+	if !ok {
+		lr.p.metrics.underscoreRejected.WithLabelValues(lr.name).Inc()
+		lr.p.log.Debug("request refused: header name with underscore", "listener", lr.name, "headers", names)
+		if r.ProtoMajor == 1 {
+			sw.Header().Set("Connection", "close")
+		}
+		sw.fail(http.StatusBadRequest, "header name with underscore")
+		return false
+	}
+	lr.p.metrics.underscoreDropped.WithLabelValues(lr.name).Add(float64(len(names)))
+	lr.p.log.Debug("request headers with underscores dropped", "listener", lr.name, "headers", names)
+	return true
+}
+
+// normalizeRequestPath applies the connection manager's path settings to
+// the request target before routing; the normalized target is what is
+// routed, logged and forwarded.
+func normalizeRequestPath(hcm *hcmSettings, r *http.Request, ex *exchange, sw *statusWriter) bool {
+	raw := requestTarget(r)
+	if raw == "*" {
+		ex.path = raw
+		return true
+	}
+	target, verdict := hcm.path.apply(raw)
+	switch verdict {
+	case pathReject:
+		sw.fail(http.StatusBadRequest, "path normalization failed")
+		return false
+	case pathRedirect:
+		sw.detail = "path redirected"
+		sw.Header().Set("Location", target)
+		sw.WriteHeader(http.StatusTemporaryRedirect)
+		return false
+	}
+	if target != raw {
+		ex.originalPath = r.RequestURI
+	}
+	ex.path, _, _ = strings.Cut(target, "?")
+	setRequestTarget(r, target)
+	return true
+}
+
+// pickRoute picks the route and, for a cluster route, the cluster and host;
+// it answers the request itself otherwise (no route, direct_response, no
+// healthy host). It reports whether the request is to be forwarded.
+func (lr *listenerRuntime) pickRoute(st *state, r *http.Request, ex *exchange, sw *statusWriter) bool {
+	ex.routes = st.routes[ex.chain.hcm.routeName]
+	if ex.routes == nil {
+		sw.fail(http.StatusNotFound, "route configuration not found")
+		return false
+	}
+	facts := requestFacts{header: r.Header, presented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0}
+	ex.vhost, ex.route = ex.routes.match(r.Host, ex.path, facts)
+	switch {
+	case ex.route == nil:
+		sw.fail(http.StatusNotFound, "no route matched")
+		return false
+	case ex.route.direct != nil:
+		sw.fail(ex.route.direct.status, ex.route.direct.body)
+		sw.detail = "direct_response"
+		return false
+	}
+	ex.cluster = st.clusters[ex.route.cluster]
+	if ex.cluster == nil {
+		sw.fail(http.StatusServiceUnavailable, "cluster not found")
+		return false
+	}
+	ex.host = ex.cluster.pick(time.Now())
+	if ex.host == nil {
+		sw.fail(http.StatusServiceUnavailable, "no healthy upstream")
+		return false
+	}
+	return true
+}
+
+// requestTarget is the request's path and query as the client sent them
+// (Envoy's :path): net/http keeps the origin form in RequestURI; an
+// absolute-form target is reduced to its path and query.
+func requestTarget(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}
+
+// setRequestTarget makes target (escaped path and query) the request's
+// target, so that the log shows it and the upstream request line carries
+// it byte for byte, as Envoy forwards :path.
+func setRequestTarget(r *http.Request, target string) {
+	path, query, _ := strings.Cut(target, "?")
+	if target == r.RequestURI && r.URL.Opaque == "" && r.URL.RawQuery == query && r.URL.EscapedPath() == path {
+		return // as received, and net/http forwards it so
+	}
+	r.RequestURI = target
+	r.URL.RawQuery = query
+	r.URL.ForceQuery = strings.HasSuffix(target, "?")
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		unescaped = path
+	}
+	r.URL.Path, r.URL.RawPath, r.URL.Opaque = unescaped, path, ""
+	if r.URL.EscapedPath() != path && !strings.HasPrefix(path, "//") {
+		// net/http would re-escape characters Envoy leaves alone (| ^):
+		// an opaque URL is written to the request line as it is.
+		r.URL.Opaque = path
+	}
+}
+
+// reverseProxy returns the ReverseProxy whose response copy buffers have
+// the given size, one per size in use.
+func (p *Proxy) reverseProxy(copyBuffer int) *httputil.ReverseProxy {
+	if rp, ok := p.rps.Load(copyBuffer); ok {
+		return rp.(*httputil.ReverseProxy)
+	}
+	rp, _ := p.rps.LoadOrStore(copyBuffer, p.newReverseProxy(newCopyBuffers(copyBuffer)))
+	return rp.(*httputil.ReverseProxy)
+}
+
+// newReverseProxy builds a ReverseProxy; the per-request decision travels
+// in the request context.
+func (p *Proxy) newReverseProxy(buffers httputil.BufferPool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite: rewrite,
+		Rewrite:    rewrite,
+		BufferPool: buffers,
 		Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
 			ex := r.Context().Value(exchangeKey{}).(*exchange)
 			return ex.cluster.transport.RoundTrip(r)
@@ -114,30 +256,41 @@ func (p *Proxy) newReverseProxy() *httputil.ReverseProxy {
 			p.outlierReport(ex, outcomeOf(resp.StatusCode))
 			return nil
 		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			ex := r.Context().Value(exchangeKey{}).(*exchange)
-			ex.err = err
-			switch {
-			case ex.streamTimeout.Load():
-				// The client stalled its body: Envoy's stream idle timer
-				// answers 408 and closes; the upstream is not at fault.
-				w.Header().Set("Connection", "close")
-				w.WriteHeader(http.StatusRequestTimeout)
-				_, _ = w.Write([]byte("stream timeout"))
-			case errors.Is(r.Context().Err(), context.DeadlineExceeded):
-				p.outlierReport(ex, outcomeGateway)
-				w.WriteHeader(http.StatusGatewayTimeout)
-				_, _ = w.Write([]byte("upstream request timeout"))
-			case errors.Is(r.Context().Err(), context.Canceled):
-				// The client went away: not the upstream's fault.
-				w.WriteHeader(499)
-			default:
-				p.outlierReport(ex, outcomeGateway)
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte("upstream connect error or disconnect/reset before headers"))
-			}
-		},
-		ErrorLog: nil,
+		ErrorHandler: p.upstreamError,
+		ErrorLog:     nil,
+	}
+}
+
+// upstreamError answers a request that got no upstream response. Only a
+// failure of the upstream counts toward outlier detection: a stalled or
+// broken request body and a client that went away are the client's doing.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	ex := r.Context().Value(exchangeKey{}).(*exchange)
+	ex.err = err
+	switch {
+	case ex.streamTimeout.Load():
+		// The client stalled its body: Envoy's stream idle timer
+		// answers 408 and closes; the upstream is not at fault.
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestTimeout)
+		_, _ = w.Write([]byte("stream timeout"))
+	case clientFault(ex.body, err):
+		// Envoy answers a downstream protocol error (a malformed chunked
+		// body, a body cut short) with 400 and closes.
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte("bad request body"))
+	case errors.Is(r.Context().Err(), context.Canceled):
+		// The client went away: not the upstream's fault.
+		w.WriteHeader(499)
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded):
+		p.outlierReport(ex, outcomeGateway)
+		w.WriteHeader(http.StatusGatewayTimeout)
+		_, _ = w.Write([]byte("upstream request timeout"))
+	default:
+		p.outlierReport(ex, outcomeGateway)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("upstream connect error or disconnect/reset before headers"))
 	}
 }
 
@@ -147,8 +300,9 @@ func (p *Proxy) outlierReport(ex *exchange, o outcome) {
 	}
 }
 
-// rewrite shapes the upstream request as Envoy's HTTP connection manager
-// and router do with certplane's settings.
+// rewrite shapes the upstream request as Envoy's HTTP connection manager,
+// its HTTP filters and its router do with certplane's settings, in that
+// order.
 func rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(exchangeKey{}).(*exchange)
 	out, in := pr.Out, pr.In
@@ -176,15 +330,30 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if ex.chain.hcm.sanitizeSet && in.TLS != nil && len(in.TLS.PeerCertificates) > 0 {
 		out.Header.Set(xfccHeader, ex.conn.xfccValue(ex.chain.leaf, in.TLS.PeerCertificates))
 	}
-	for _, h := range ex.routes.remove {
-		out.Header.Del(h)
+	for _, m := range ex.chain.hcm.mutations {
+		m.apply(out.Header)
 	}
-	for _, a := range ex.routes.add {
-		v, err := ex.conn.expandHeader(a.format, in.TLS)
+	// The router: route, virtual host, then route configuration headers,
+	// each level removing before adding; the least specific level is
+	// applied last and wins (Envoy's default,
+	// most_specific_header_mutations_wins false).
+	for _, ops := range []*headerOps{&ex.route.ops, &ex.vhost.headers, &ex.routes.headers} {
+		ex.applyHeaderOps(out.Header, ops, in.TLS)
+	}
+}
+
+// applyHeaderOps applies one level's request_headers_to_remove and
+// request_headers_to_add.
+func (ex *exchange) applyHeaderOps(h http.Header, ops *headerOps, cs *tls.ConnectionState) {
+	for _, name := range ops.remove {
+		h.Del(name)
+	}
+	for _, a := range ops.add {
+		v, err := ex.conn.expandHeader(a.format, cs)
 		if err != nil || (v == "" && !a.keepEmpty) {
 			continue
 		}
-		applyHeader(out.Header, a, v)
+		applyHeader(h, a, v)
 	}
 }
 
@@ -213,7 +382,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 // logRequest writes the request-log line and counts the request. Its keys
 // are those of Envoy's HTTP access log; see the table in connlog.go.
-func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *statusWriter, body *countingBody, start time.Time) {
+func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *statusWriter, start time.Time) {
 	d := time.Since(start)
 	cluster, upstream := "", ""
 	if ex.cluster != nil {
@@ -223,14 +392,14 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 		upstream = ex.host.addr
 	}
 	var received int64
-	if body != nil {
-		received = body.n.Load()
+	if ex.body != nil {
+		received = ex.body.n.Load()
 	}
 	code := sw.code()
 	p.metrics.requests.WithLabelValues(listener, cluster, upstream, strconv.Itoa(code)).Inc()
 	// Room for the optional attributes below: appending to a full literal
 	// would copy the slice on most requests.
-	attrs := make([]slog.Attr, 0, 17)
+	attrs := make([]slog.Attr, 0, 18)
 	attrs = append(attrs,
 		slog.String("event", "request"),
 		slog.String(keyStartTime, envoyTime(start)),
@@ -250,6 +419,9 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 	if sw.detail != "" {
 		attrs = append(attrs, slog.String("detail", sw.detail))
 	}
+	if ex.originalPath != "" {
+		attrs = append(attrs, slog.String("original_path", ex.originalPath))
+	}
 	if ex.err != nil {
 		attrs = append(attrs, slog.String("upstream_error", ex.err.Error()))
 	}
@@ -266,17 +438,4 @@ func protocolName(r *http.Request) string {
 		return "HTTP/2"
 	}
 	return r.Proto
-}
-
-// countingBody counts the request body bytes read, for bytes_received. The
-// upstream transport may still be reading when the request is logged.
-type countingBody struct {
-	io.ReadCloser
-	n atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }

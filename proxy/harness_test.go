@@ -185,6 +185,11 @@ type listenerSpec struct {
 	routes   [][2]string // prefix, backend
 	// certSANs gives, per cert secret, its DNS SANs (multi-cert listeners).
 	certSANs map[string][]string
+	// edge sets the choices of the issue #11 contract's fields
+	// (contract_test.go), which every listener carries unless preEdge.
+	edge *edgeOptions
+	// preEdge builds the resources certplane emitted before issue #11.
+	preEdge bool
 }
 
 // build makes the Listener and RouteConfiguration of docs/resources.md.
@@ -290,6 +295,14 @@ func (s listenerSpec) build() []types.Resource {
 				KeepEmptyValue: false,
 			})
 		}
+	}
+	if !s.preEdge {
+		var o edgeOptions
+		if s.edge != nil {
+			o = *s.edge
+		}
+		o.verify = s.mode == "verify"
+		edgeListener(l, rc, o)
 	}
 	return []types.Resource{l, rc}
 }

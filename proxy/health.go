@@ -79,7 +79,7 @@ type hcDeps struct {
 // 200 marks it unhealthy at once; timeouts and connection failures need
 // unhealthyThreshold in a row. A success also ends an outlier ejection.
 // Envoy sends the cluster name as Host by default.
-func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme string, t *http.Transport, rt *clusterRuntime, d hcDeps) *healthChecker {
+func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme string, t http.RoundTripper, rt *clusterRuntime, d hcDeps) *healthChecker {
 	ctx, cancel := context.WithCancel(context.Background())
 	hc := &healthChecker{cancel: cancel}
 	client := &http.Client{Transport: t, Timeout: cfg.timeout, CheckRedirect: func(*http.Request, []*http.Request) error {

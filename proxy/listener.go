@@ -51,7 +51,7 @@ type listenerRuntime struct {
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
 	// settings is what the current generation was built with.
-	settings *hcmSettings
+	settings serverSettings
 }
 
 // serverGen is one http.Server fed by a channel listener. HTTP settings
@@ -77,13 +77,14 @@ func (p *Proxy) startListener(ls *listenerState) (*listenerRuntime, error) {
 	return lr, nil
 }
 
-func (lr *listenerRuntime) newGen(s *hcmSettings) {
+func (lr *listenerRuntime) newGen(s serverSettings) {
 	cl := &chanListener{ch: make(chan net.Conn), closed: make(chan struct{}), addr: lr.ln.Addr()}
 	srv := &http.Server{
 		Handler:           lr,
 		ReadHeaderTimeout: s.readHeaderTimeout,
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    s.maxHeaderBytes,
+		HTTP2:             s.http2Config(),
 		ErrorLog:          log.New(slogWriter{lr.p.log.With("listener", lr.name)}, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if t, ok := c.(*tls.Conn); ok {

@@ -76,7 +76,8 @@ func (b *builder) buildListener(l *listenerv3.Listener) (*listenerState, error) 
 		}
 		ls.def = c
 	}
-	ls.server = ls.chains[0].hcm
+	ls.server = ls.chains[0].hcm.server
+	ls.copyBuffer = bufferLimitChunk(l.GetPerConnectionBufferLimitBytes())
 	return ls, nil
 }
 
@@ -243,8 +244,9 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 	if rds.GetConfigSource().GetAds() == nil {
 		return nil, errors.New("rds.config_source must be ADS")
 	}
-	if len(h.GetHttpFilters()) != 1 || h.GetHttpFilters()[0].GetName() != routerFilterName {
-		return nil, fmt.Errorf("http_filters: exactly one %s is implemented by certplane proxy", routerFilterName)
+	mutations, err := checkHTTPFilters(h.GetHttpFilters())
+	if err != nil {
+		return nil, err
 	}
 	if !h.GetUseRemoteAddress().GetValue() {
 		return nil, errors.New("use_remote_address false is not implemented by certplane proxy: it always appends the peer address to X-Forwarded-For")
@@ -260,9 +262,11 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 	s := &hcmSettings{
 		routeName:         rds.GetRouteConfigName(),
 		sanitizeSet:       h.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_SANITIZE_SET,
-		idleTimeout:       time.Hour, // Envoy's defaults
-		streamIdleTimeout: 5 * time.Minute,
-		maxHeaderBytes:    60 << 10,
+		streamIdleTimeout: 5 * time.Minute, // Envoy's defaults
+		server:            serverSettings{idleTimeout: time.Hour, maxHeaderBytes: 60 << 10},
+		underscores:       h.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(),
+		path:              pathSettings(h),
+		mutations:         mutations,
 	}
 	if s.sanitizeSet {
 		d := h.GetSetCurrentClientCertDetails()
@@ -271,10 +275,10 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 		}
 	}
 	if t := h.GetRequestHeadersTimeout(); t != nil {
-		s.readHeaderTimeout = t.AsDuration()
+		s.server.readHeaderTimeout = t.AsDuration()
 	}
 	if t := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); t != nil {
-		s.idleTimeout = t.AsDuration()
+		s.server.idleTimeout = t.AsDuration()
 	}
 	if t := h.GetStreamIdleTimeout(); t != nil {
 		s.streamIdleTimeout = t.AsDuration()
@@ -283,7 +287,10 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 		if kb.GetValue() == 0 || kb.GetValue() > 8192 {
 			return nil, fmt.Errorf("max_request_headers_kb %d is out of range 1..8192", kb.GetValue())
 		}
-		s.maxHeaderBytes = int(kb.GetValue()) << 10
+		s.server.maxHeaderBytes = int(kb.GetValue()) << 10
+	}
+	if err := http2Settings(h.GetHttp2ProtocolOptions(), &s.server); err != nil {
+		return nil, fmt.Errorf("http2_protocol_options: %w", err)
 	}
 	return s, nil
 }

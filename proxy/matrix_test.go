@@ -40,6 +40,7 @@ func TestAttackMatrix(t *testing.T) {
 			cl := httpsClient(m.ServerCA.Cert, cert, false)
 			req, _ := http.NewRequest("GET", "https://"+px.addr(t, c.Name)+"/", nil)
 			req.Header.Set(xfccHeader, "By=spoofed;Hash=0;Subject=\"CN=root\"")
+			proxytest.AddForgedIdentity(req.Header)
 			resp, err := cl.Do(req)
 			if c.Reason == "" {
 				if err != nil {
@@ -57,6 +58,9 @@ func TestAttackMatrix(t *testing.T) {
 					t.Errorf("XFCC %q does not carry the client's hash", got)
 				case strings.Contains(got, "spoofed"):
 					t.Errorf("spoofed XFCC reached the backend: %q", got)
+				}
+				for _, leak := range proxytest.ForgedIdentityLeaks(b.lastHeader()) {
+					t.Errorf("reached the backend: %s", leak)
 				}
 				return
 			}

@@ -12,6 +12,10 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	closedByRecheck *prometheus.CounterVec
 	xdsConnected    prometheus.Gauge
+	// Envoy's dropped_headers_with_underscores and
+	// requests_rejected_with_underscores_in_headers.
+	underscoreDropped  *prometheus.CounterVec
+	underscoreRejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
@@ -32,8 +36,16 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
 			Name: "certplane_proxy_xds_connected",
 			Help: "1 while the ADS stream to the control plane is up.",
 		}),
+		underscoreDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certplane_proxy_dropped_headers_with_underscores_total",
+			Help: "Request headers dropped because their name has an underscore (headers_with_underscores_action DROP_HEADER).",
+		}, []string{"listener"}),
+		underscoreRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certplane_proxy_requests_rejected_with_underscores_in_headers_total",
+			Help: "Requests refused with 400 because a header name has an underscore (headers_with_underscores_action REJECT_REQUEST).",
+		}, []string{"listener"}),
 	}
-	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, &stateCollector{p: p})
+	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, m.underscoreDropped, m.underscoreRejected, &stateCollector{p: p})
 	return m
 }
 

@@ -17,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http/httputil"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -59,13 +58,15 @@ type Options struct {
 
 // Proxy is the fallback data plane.
 type Proxy struct {
-	opts        Options
-	log         *slog.Logger
-	connLog     *slog.Logger
-	reg         *prometheus.Registry
-	metrics     *metrics
-	limiter     *failureLimiter
-	rp          *httputil.ReverseProxy
+	opts    Options
+	log     *slog.Logger
+	connLog *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
+	limiter *failureLimiter
+	// rps holds one ReverseProxy per copy buffer size in use (see
+	// reverseProxy).
+	rps         sync.Map
 	mtlsOptions mtls.Options
 
 	state atomic.Pointer[state]
@@ -125,7 +126,6 @@ func New(opts Options) *Proxy {
 	}
 	p.expiry = admin.NewExpiryWatch(opts.ExpiryWarning, expiryLog)
 	p.reg.MustRegister(expiringCollector{p})
-	p.rp = p.newReverseProxy()
 	return p
 }
 
@@ -210,6 +210,7 @@ func (p *Proxy) Update(res client.Resources) {
 	}
 	next := b.build(res)
 	p.state.Store(next)
+	retireTransports(prev, next)
 	p.reconcileClusters(next)
 	p.reconcileListeners(next)
 	p.recheck(next)
@@ -235,6 +236,21 @@ func (p *Proxy) Update(res client.Resources) {
 // largeSecretBytes is the wire size of newly parsed Secrets above which an
 // update returns its garbage to the OS at once.
 const largeSecretBytes = 8 << 20
+
+// retireTransports retires the upstream transports of prev that next no
+// longer uses (a cluster or one of its secrets changed, or the cluster is
+// gone), once next is published so that no new request picks them.
+func retireTransports(prev, next *state) {
+	inUse := make(map[*upstreamTransport]bool, len(next.clusters))
+	for _, c := range next.clusters {
+		inUse[c.transport] = true
+	}
+	for _, c := range prev.clusters {
+		if !inUse[c.transport] {
+			c.transport.retire()
+		}
+	}
+}
 
 // reconcileClusters starts, restarts and stops health checkers, and drops
 // the runtimes of removed clusters.
@@ -306,7 +322,7 @@ func (p *Proxy) reconcileListeners(st *state) {
 			p.listeners[name] = lr
 			continue
 		}
-		if *lr.settings != *ls.server {
+		if lr.settings != ls.server {
 			lr.newGen(ls.server)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -20,8 +21,7 @@ const envoyDefaultRouteTimeout = 15 * time.Second
 type routeTable struct {
 	name    string
 	vhosts  []*vhost
-	remove  []string
-	add     []headerAdd
+	headers headerOps // request_headers_to_remove / _to_add of the configuration
 	version string
 }
 
@@ -29,12 +29,34 @@ type vhost struct {
 	name    string
 	domains []string
 	routes  []*route
+	headers headerOps
 }
 
 type route struct {
-	prefix  string
+	prefix string
+	// headers must all match (RouteMatch.headers).
+	headers []*headerMatcher
+	// presented, when set, is RouteMatch.tls_context.presented: whether
+	// the client must (true) or must not (false) have sent a certificate.
+	presented *bool
+	// Exactly one of cluster and direct is set.
 	cluster string
+	direct  *directResponse
 	timeout time.Duration // 0: no timeout (Envoy's "0s" disables it)
+	ops     headerOps
+}
+
+// directResponse is a route's direct_response: the proxy answers itself.
+type directResponse struct {
+	status int
+	body   string
+}
+
+// headerOps is one level's request_headers_to_remove and
+// request_headers_to_add; removals run first (Envoy's HeaderParser).
+type headerOps struct {
+	remove []string
+	add    []headerAdd
 }
 
 // headerAdd is one request_headers_to_add entry.
@@ -45,6 +67,23 @@ type headerAdd struct {
 	keepEmpty bool
 }
 
+// headerMatcher is a route's HeaderMatcher. Envoy joins repeated values of
+// the header with "," and matches the result; a missing header matches
+// nothing (invert_match included) unless treat_missing_header_as_empty.
+type headerMatcher struct {
+	name           string
+	str            *mtls.StringMatcher // nil: present_match
+	present        bool
+	invert         bool
+	missingAsEmpty bool
+}
+
+// requestFacts is what route matching reads besides the path and host.
+type requestFacts struct {
+	header    http.Header
+	presented bool // the client sent a certificate
+}
+
 // buildRoutes parses and checks a RouteConfiguration.
 func buildRoutes(rc *routev3.RouteConfiguration) (*routeTable, error) {
 	t := &routeTable{name: rc.GetName()}
@@ -52,67 +91,196 @@ func buildRoutes(rc *routev3.RouteConfiguration) (*routeTable, error) {
 		return nil, errors.New("virtual_hosts is empty")
 	}
 	for i, vh := range rc.GetVirtualHosts() {
-		v := &vhost{name: vh.GetName()}
-		if len(vh.GetDomains()) == 0 {
-			return nil, fmt.Errorf("virtual_hosts[%d].domains is empty", i)
-		}
-		for _, d := range vh.GetDomains() {
-			v.domains = append(v.domains, strings.ToLower(d))
-		}
-		for j, r := range vh.GetRoutes() {
-			p, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix)
-			if !ok {
-				return nil, fmt.Errorf("virtual_hosts[%d].routes[%d].match: only prefix is implemented by certplane proxy", i, j)
-			}
-			a := r.GetRoute()
-			if a == nil || a.GetCluster() == "" {
-				return nil, fmt.Errorf("virtual_hosts[%d].routes[%d].route.cluster is empty", i, j)
-			}
-			rt := &route{prefix: p.Prefix, cluster: a.GetCluster(), timeout: envoyDefaultRouteTimeout}
-			if a.GetTimeout() != nil {
-				if err := a.GetTimeout().CheckValid(); err != nil {
-					return nil, fmt.Errorf("virtual_hosts[%d].routes[%d].route.timeout: %w", i, j, err)
-				}
-				rt.timeout = a.GetTimeout().AsDuration()
-			}
-			v.routes = append(v.routes, rt)
+		v, err := buildVhost(vh)
+		if err != nil {
+			return nil, fmt.Errorf("virtual_hosts[%d].%w", i, err)
 		}
 		t.vhosts = append(t.vhosts, v)
 	}
-	for _, h := range rc.GetRequestHeadersToRemove() {
-		t.remove = append(t.remove, strings.ToLower(h))
+	ops, err := buildHeaderOps(rc.GetRequestHeadersToRemove(), rc.GetRequestHeadersToAdd())
+	if err != nil {
+		return nil, err
 	}
-	for i, h := range rc.GetRequestHeadersToAdd() {
+	t.headers = ops
+	return t, nil
+}
+
+func buildVhost(vh *routev3.VirtualHost) (*vhost, error) {
+	v := &vhost{name: vh.GetName()}
+	if len(vh.GetDomains()) == 0 {
+		return nil, errors.New("domains is empty")
+	}
+	for _, d := range vh.GetDomains() {
+		v.domains = append(v.domains, strings.ToLower(d))
+	}
+	for j, r := range vh.GetRoutes() {
+		rt, err := buildRoute(r)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].%w", j, err)
+		}
+		v.routes = append(v.routes, rt)
+	}
+	ops, err := buildHeaderOps(vh.GetRequestHeadersToRemove(), vh.GetRequestHeadersToAdd())
+	if err != nil {
+		return nil, err
+	}
+	v.headers = ops
+	return v, nil
+}
+
+func buildRoute(r *routev3.Route) (*route, error) {
+	p, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix)
+	if !ok {
+		return nil, errors.New("match: only prefix is implemented by certplane proxy")
+	}
+	rt := &route{prefix: p.Prefix, timeout: envoyDefaultRouteTimeout}
+	for k, h := range r.GetMatch().GetHeaders() {
+		m, err := buildHeaderMatcher(h)
+		if err != nil {
+			return nil, fmt.Errorf("match.headers[%d]: %w", k, err)
+		}
+		rt.headers = append(rt.headers, m)
+	}
+	if tc := r.GetMatch().GetTlsContext(); tc != nil {
+		if tc.GetPresented() == nil {
+			return nil, errors.New("match.tls_context: presented is not set")
+		}
+		v := tc.GetPresented().GetValue()
+		rt.presented = &v
+	}
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		if a.Route.GetCluster() == "" {
+			return nil, errors.New("route.cluster is empty")
+		}
+		rt.cluster = a.Route.GetCluster()
+		if a.Route.GetTimeout() != nil {
+			if err := a.Route.GetTimeout().CheckValid(); err != nil {
+				return nil, fmt.Errorf("route.timeout: %w", err)
+			}
+			rt.timeout = a.Route.GetTimeout().AsDuration()
+		}
+	case *routev3.Route_DirectResponse:
+		d, err := buildDirectResponse(a.DirectResponse)
+		if err != nil {
+			return nil, fmt.Errorf("direct_response: %w", err)
+		}
+		rt.direct = d
+	default:
+		return nil, errors.New("route or direct_response is required")
+	}
+	ops, err := buildHeaderOps(r.GetRequestHeadersToRemove(), r.GetRequestHeadersToAdd())
+	if err != nil {
+		return nil, err
+	}
+	rt.ops = ops
+	return rt, nil
+}
+
+func buildHeaderMatcher(h *routev3.HeaderMatcher) (*headerMatcher, error) {
+	name := strings.ToLower(h.GetName())
+	if name == "" {
+		return nil, errors.New("name is empty")
+	}
+	if strings.HasPrefix(name, ":") {
+		return nil, fmt.Errorf("pseudo-header %q is not implemented by certplane proxy", name)
+	}
+	m := &headerMatcher{name: name, invert: h.GetInvertMatch(), missingAsEmpty: h.GetTreatMissingHeaderAsEmpty()}
+	switch s := h.GetHeaderMatchSpecifier().(type) {
+	case *routev3.HeaderMatcher_StringMatch:
+		sm, err := mtls.CompileStringMatcher(s.StringMatch)
+		if err != nil {
+			return nil, fmt.Errorf("string_match: %w", err)
+		}
+		m.str = sm
+	case *routev3.HeaderMatcher_PresentMatch:
+		m.present = s.PresentMatch
+	default:
+		return nil, errors.New("only string_match and present_match are implemented by certplane proxy")
+	}
+	return m, nil
+}
+
+func buildDirectResponse(d *routev3.DirectResponseAction) (*directResponse, error) {
+	if d.GetStatus() < 200 || d.GetStatus() > 599 {
+		return nil, fmt.Errorf("status %d is out of range 200..599", d.GetStatus())
+	}
+	out := &directResponse{status: int(d.GetStatus())}
+	switch b := d.GetBody().GetSpecifier().(type) {
+	case nil:
+	case *corev3.DataSource_InlineString:
+		out.body = b.InlineString
+	case *corev3.DataSource_InlineBytes:
+		out.body = string(b.InlineBytes)
+	default:
+		return nil, errors.New("body: only inline_string and inline_bytes are implemented by certplane proxy")
+	}
+	return out, nil
+}
+
+func buildHeaderOps(remove []string, add []*corev3.HeaderValueOption) (headerOps, error) {
+	var ops headerOps
+	for _, h := range remove {
+		ops.remove = append(ops.remove, strings.ToLower(h))
+	}
+	for i, h := range add {
 		key := strings.ToLower(h.GetHeader().GetKey())
 		if key == "" {
-			return nil, fmt.Errorf("request_headers_to_add[%d].header.key is empty", i)
+			return ops, fmt.Errorf("request_headers_to_add[%d].header.key is empty", i)
 		}
 		if err := mtls.CheckHeaderFormat(h.GetHeader().GetValue()); err != nil {
-			return nil, fmt.Errorf("request_headers_to_add[%d] %q: %w", i, key, err)
+			return ops, fmt.Errorf("request_headers_to_add[%d] %q: %w", i, key, err)
 		}
-		t.add = append(t.add, headerAdd{key: key, format: h.GetHeader().GetValue(), action: h.GetAppendAction(), keepEmpty: h.GetKeepEmptyValue()})
+		ops.add = append(ops.add, headerAdd{key: key, format: h.GetHeader().GetValue(), action: h.GetAppendAction(), keepEmpty: h.GetKeepEmptyValue()})
 	}
-	return t, nil
+	return ops, nil
 }
 
 // match picks the route for a request as Envoy does: the virtual host by
 // Host (exact, then suffix and prefix wildcards, then "*"), then the first
-// route whose prefix matches the path.
-func (t *routeTable) match(host, path string) *route {
+// route whose prefix matches the (escaped, normalized) path and whose
+// header and TLS matchers hold.
+func (t *routeTable) match(host, path string, f requestFacts) (*vhost, *route) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	host = strings.ToLower(host)
 	v := t.vhost(host)
 	if v == nil {
-		return nil
+		return nil, nil
 	}
 	for _, r := range v.routes {
-		if strings.HasPrefix(path, r.prefix) {
-			return r
+		if r.matches(path, f) {
+			return v, r
 		}
 	}
-	return nil
+	return v, nil
+}
+
+func (r *route) matches(path string, f requestFacts) bool {
+	if !strings.HasPrefix(path, r.prefix) {
+		return false
+	}
+	if r.presented != nil && *r.presented != f.presented {
+		return false
+	}
+	for _, h := range r.headers {
+		if !h.matches(f.header) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *headerMatcher) matches(h http.Header) bool {
+	vals := h.Values(m.name)
+	if m.str == nil {
+		return (len(vals) > 0) == m.present != m.invert
+	}
+	if len(vals) == 0 && !m.missingAsEmpty {
+		return false
+	}
+	return m.str.Match(strings.Join(vals, ",")) != m.invert
 }
 
 func (t *routeTable) vhost(host string) *vhost {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/certplane/certplane/proxy/mtls"
@@ -33,7 +34,7 @@ func parseSecret(s *tlsv3.Secret) (*secret, error) {
 	switch {
 	case s.GetTlsCertificate() != nil:
 		tc := s.GetTlsCertificate()
-		chain, key := tc.GetCertificateChain().GetInlineBytes(), tc.GetPrivateKey().GetInlineBytes()
+		chain, key := inlineData(tc.GetCertificateChain()), inlineData(tc.GetPrivateKey())
 		if len(chain) == 0 {
 			return nil, errors.New("tls_certificate.certificate_chain.inline_bytes is empty")
 		}
@@ -52,11 +53,11 @@ func parseSecret(s *tlsv3.Secret) (*secret, error) {
 		out.keyPair = &kp
 	case s.GetValidationContext() != nil:
 		vc := s.GetValidationContext()
-		roots, err := parseCerts(vc.GetTrustedCa().GetInlineBytes())
+		roots, err := parseCerts(inlineData(vc.GetTrustedCa()))
 		if err != nil {
 			return nil, fmt.Errorf("validation_context.trusted_ca: %w", err)
 		}
-		crls, err := mtls.ParseCRLs(vc.GetCrl().GetInlineBytes())
+		crls, err := mtls.ParseCRLs(inlineData(vc.GetCrl()))
 		if err != nil {
 			return nil, fmt.Errorf("validation_context.crl: %w", err)
 		}
@@ -65,6 +66,15 @@ func parseSecret(s *tlsv3.Secret) (*secret, error) {
 		return nil, errors.New("neither tls_certificate nor validation_context is set")
 	}
 	return out, nil
+}
+
+// inlineData is a DataSource's inline_bytes or inline_string (the
+// allow-list refuses every other specifier).
+func inlineData(ds *corev3.DataSource) []byte {
+	if s, ok := ds.GetSpecifier().(*corev3.DataSource_InlineString); ok {
+		return []byte(s.InlineString)
+	}
+	return ds.GetInlineBytes()
 }
 
 // parseCerts parses PEM certificates, skipping CRL blocks: Envoy's trusted_ca

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"github.com/certplane/certplane/proxy/mtls"
 	"github.com/certplane/certplane/xds/client"
 )
@@ -53,9 +55,13 @@ type listenerState struct {
 	wildcards map[string]*chainState
 	catchAll  *chainState // a chain with no server_names
 	def       *chainState // default_filter_chain
-	// server holds the HTTP server-level settings (timeouts, header limit),
-	// taken from the first filter chain's HTTP connection manager.
-	server *hcmSettings
+	// server holds the HTTP server-level settings (timeouts, header limit,
+	// HTTP/2), taken from the first filter chain's HTTP connection manager.
+	server serverSettings
+	// copyBuffer is the size of the buffers a request's body is relayed
+	// through, each way: per_connection_buffer_limit_bytes, at most 32 KiB
+	// (see bufferLimitChunk).
+	copyBuffer int
 }
 
 // chainState is one filter chain: certificate, TLS settings, verifier, HTTP.
@@ -75,10 +81,26 @@ type chainState struct {
 type hcmSettings struct {
 	routeName         string
 	sanitizeSet       bool // SANITIZE_SET: set XFCC; otherwise only remove it
+	streamIdleTimeout time.Duration
+	// underscores is headers_with_underscores_action.
+	underscores corev3.HttpProtocolOptions_HeadersWithUnderscoresAction
+	path        pathConfig
+	// mutations are the request mutations of the header_mutation filters,
+	// in filter order.
+	mutations []headerMutation
+	server    serverSettings
+}
+
+// serverSettings are the connection manager's settings that net/http fixes
+// per http.Server; a change starts a new server generation. Comparable.
+type serverSettings struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
-	streamIdleTimeout time.Duration
 	maxHeaderBytes    int
+	// HTTP/2 (http2_protocol_options); 0 is Go's default.
+	maxConcurrentStreams int
+	streamWindow         int
+	connectionWindow     int
 }
 
 // pick selects the filter chain for an SNI value as Envoy's filter chain

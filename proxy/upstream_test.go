@@ -68,6 +68,15 @@ type tlsBackend struct {
 
 func startTLSBackend(t *testing.T, cert *pkitest.Leaf, clientCA *pkitest.CA) *tlsBackend {
 	t.Helper()
+	b := startTLSBackendUnstarted(t, cert, clientCA)
+	b.StartTLS()
+	return b
+}
+
+// startTLSBackendUnstarted is startTLSBackend before StartTLS, for tests
+// that wrap its handler.
+func startTLSBackendUnstarted(t *testing.T, cert *pkitest.Leaf, clientCA *pkitest.CA) *tlsBackend {
+	t.Helper()
 	b := &tlsBackend{}
 	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
@@ -83,7 +92,6 @@ func startTLSBackend(t *testing.T, cert *pkitest.Leaf, clientCA *pkitest.CA) *tl
 		b.TLS.ClientAuth = tls.RequireAndVerifyClientCert
 		b.TLS.ClientCAs = pool(clientCA.Cert)
 	}
-	b.StartTLS()
 	t.Cleanup(b.Close)
 	return b
 }
@@ -104,23 +112,33 @@ type edgeEnv struct {
 	px       *runningProxy
 	cl       *http.Client
 	base     string
+	rs       *resourceSet // what was published
 }
 
 func newEdgeEnv(t *testing.T, routes [][2]string, extra func(l *listenerv3.Listener), res ...types.Resource) *edgeEnv {
 	t.Helper()
+	return newEdgeEnvWith(t, listenerSpec{routes: routes}, extra, res...)
+}
+
+// newEdgeEnvWith is newEdgeEnv for a listener spec (name, certificate and
+// mode are set here).
+func newEdgeEnvWith(t *testing.T, spec listenerSpec, extra func(l *listenerv3.Listener), res ...types.Resource) *edgeEnv {
+	t.Helper()
 	e := &edgeEnv{serverCA: pkitest.NewCA(t, "Server Root CA")}
 	rs := &resourceSet{}
-	msgs := listenerSpec{name: "edge", certs: []string{"server/proxy"}, mode: "off", routes: routes}.build()
+	spec.name, spec.certs, spec.mode = "edge", []string{"server/proxy"}, "off"
+	msgs := spec.build()
 	if extra != nil {
 		extra(msgs[0].(*listenerv3.Listener))
 	}
 	rs.add(msgs...)
 	rs.add(keyPairSecret("server/proxy", e.serverCA.Server("proxy.test")))
 	rs.add(res...)
+	e.rs = rs
 	e.ads = startADS(t, "127.0.0.1:0")
 	e.ads.set(rs)
 	e.px = startProxy(t, e.ads.addr)
-	e.base = "https://" + e.px.addr(t, "edge")
+	e.base = "https://" + e.px.addrOrNACK(t, e.ads, "edge")
 	e.cl = httpsClient(e.serverCA.Cert, nil, true)
 	return e
 }

@@ -54,7 +54,7 @@ func TestNotReadyBeforeListeners(t *testing.T) {
 	l := listenerSpec{name: "public", certs: []string{"server/proxy"}, mode: "off", routes: [][2]string{{"/", "app"}}}
 	good := l.build()
 	bad := proto.Clone(good[0]).(*listenerv3.Listener)
-	bad.PerConnectionBufferLimitBytes = wrapperspb.UInt32(1 << 20) // not implemented: NACKed
+	bad.TcpBacklogSize = wrapperspb.UInt32(128) // not implemented: NACKed
 	backend := backendSpec{name: "app", endpoints: []string{b.addr()}}.build()
 	a.set((&resourceSet{}).add(backend...).add(bad).add(good[1:]...).add(keyPairSecret("server/proxy", server)))
 	px := startProxy(t, a.addr)
