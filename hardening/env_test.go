@@ -194,11 +194,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 		DrainTimeout:     2 * time.Second,
 		FailureLogWindow: o.failureLogWindow,
 	})
-	goRun(func() { _ = e.prx.Run(ctx, client.Config{Target: e.xdsAddr, NodeID: nodePrx}) })
+	goRun(func() { _ = e.prx.Run(ctx, client.Config{Target: e.xdsAddr, NodeID: nodePrx, Insecure: true}) })
 
 	e.obs = &observer{}
 	goRun(func() {
-		_ = client.Run(ctx, client.Config{Target: e.xdsAddr, NodeID: "observer", OnUpdate: e.obs.update})
+		_ = client.Run(ctx, client.Config{Target: e.xdsAddr, NodeID: "observer", Insecure: true, OnUpdate: e.obs.update})
 	})
 
 	alis, err := net.Listen("tcp", "127.0.0.1:0")

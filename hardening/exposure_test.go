@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,27 @@ func waitLine(t *testing.T, lines <-chan string, s string) string {
 			}
 		case <-timeout:
 			t.Fatalf("no log line with %q within %s; seen:\n%s", s, deadline, strings.Join(seen, "\n"))
+		}
+	}
+}
+
+// waitLines waits until every one of want has appeared in some line, in
+// any order.
+func waitLines(t *testing.T, lines <-chan string, want ...string) {
+	t.Helper()
+	left := slices.Clone(want)
+	timeout := time.After(deadline)
+	var seen []string
+	for len(left) > 0 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("process exited before logging %q; it logged:\n%s", left, strings.Join(seen, "\n"))
+			}
+			seen = append(seen, l)
+			left = slices.DeleteFunc(left, func(w string) bool { return strings.Contains(l, w) })
+		case <-timeout:
+			t.Fatalf("no log lines with %q within %s; seen:\n%s", left, deadline, strings.Join(seen, "\n"))
 		}
 	}
 }
@@ -321,10 +343,17 @@ func TestXDSPlaintextTCPNeedsExplicitFlag(t *testing.T) {
 			t.Errorf("serve --xds-address %s: running=%v exit %d, output:\n%s\nwant exit 1 and %s", addr, running, code, out, want)
 		}
 	}
-	// The proxy's client side refuses plaintext off the machine too.
-	out, code := runCLI(t, "proxy", "--xds", "192.0.2.10:18000", "--admin-address", "")
-	if code == 0 || !strings.Contains(out, `plaintext to non-loopback target "192.0.2.10:18000" refused`) {
-		t.Errorf("proxy --xds 192.0.2.10:18000 plaintext: exit %d, output:\n%s", code, out)
+	// The proxy's client side refuses plaintext TCP too, even on loopback:
+	// a local user who binds the port first would feed it its own keys,
+	// listeners and backends.
+	for _, tc := range []struct{ target, where string }{
+		{"192.0.2.10:18000", "non-loopback"},
+		{fmt.Sprintf("127.0.0.1:%d", freePort(t)), "loopback"},
+	} {
+		out, code := runCLI(t, "proxy", "--xds", tc.target, "--admin-address", "")
+		if code == 0 || !strings.Contains(out, fmt.Sprintf(`plaintext TCP to %s target %q refused`, tc.where, tc.target)) {
+			t.Errorf("proxy --xds %s plaintext: exit %d, output:\n%s", tc.target, code, out)
+		}
 	}
 
 	// --insecure-xds is the explicit way to accept the risk, and serve says
@@ -698,7 +727,9 @@ func TestProxyOverUnixXDS(t *testing.T) {
 	lines, _ := startBin(t, nil, "serve", "--certs", std.Certs, "--config", std.Config, "--xds-address", sock, "--admin-address", "")
 	waitLine(t, lines, `"msg":"xds listening"`)
 	plines, _ := startBin(t, nil, "proxy", "--xds", sock, "--node-id", "edge", "--admin-address", "")
-	waitLine(t, plines, "listener started")
+	// The backend is routable once its first health check passed; that
+	// line may come before or after the listener's.
+	waitLines(t, plines, "listener started", "healthy=true")
 
 	pool := x509.NewCertPool()
 	pool.AddCert(std.CA.Cert)

@@ -467,7 +467,7 @@ func startProxyClock(t testing.TB, target string, now func() time.Time) *running
 	rp := &runningProxy{Proxy: p, log: buf, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		rp.done <- p.Run(ctx, client.Config{
-			Target: target, NodeID: testNode, NodeCluster: "test",
+			Target: target, NodeID: testNode, NodeCluster: "test", Insecure: true,
 			Backoff: func(int) time.Duration { return 20 * time.Millisecond },
 		})
 	}()

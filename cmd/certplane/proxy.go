@@ -61,7 +61,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.xdsCert, "xds-cert", "", "client certificate for xDS mTLS (PEM)")
 	fs.StringVar(&f.xdsKey, "xds-key", "", "client key for xDS mTLS (PEM)")
 	fs.StringVar(&f.xdsCA, "xds-ca", "", "CA bundle that signs the xDS server certificate (PEM)")
-	fs.BoolVar(&f.xdsInsecure, "insecure-xds", false, "allow plaintext xDS to a non-loopback address (it carries private keys)")
+	fs.BoolVar(&f.xdsInsecure, "insecure-xds", false, "allow plaintext TCP xDS, even to loopback: it carries private keys and decides where traffic goes, and any local user can listen on a loopback port first; prefer unix:// or TLS")
 	fs.StringVar(&f.nodeID, "node-id", "", "xDS node id (default: certplane-proxy-<hostname>)")
 	fs.StringVar(&f.nodeCluster, "node-cluster", "certplane-proxy", "xDS node cluster")
 	fs.StringVar(&f.adminAddr, "admin-address", "127.0.0.1:18002", "admin endpoint: /healthz /readyz /status /metrics (empty: off)")

@@ -161,7 +161,7 @@ func runMatrixProxy(t *testing.T, m *proxytest.Matrix, addrs map[string]string, 
 	})
 	done := make(chan error, 1)
 	go func() {
-		done <- p.Run(ctx, client.Config{Target: target, NodeID: "matrix", NodeCluster: "test",
+		done <- p.Run(ctx, client.Config{Target: target, NodeID: "matrix", NodeCluster: "test", Insecure: true,
 			Backoff: func(int) time.Duration { return 20 * time.Millisecond }})
 	}()
 	t0 := time.Now()

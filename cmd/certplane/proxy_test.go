@@ -129,7 +129,7 @@ func TestProxyStandaloneAndRemoteAgree(t *testing.T) {
 	go func() { _ = cp.Serve(ctx2, lis, creds) }()
 	done2 := make(chan error, 1)
 	go func() {
-		done2 <- runProxy(ctx2, []string{"--xds", lis.Addr().String(), "--admin-address", "", "--drain-timeout", "2s"}, io.Discard, io.Discard)
+		done2 <- runProxy(ctx2, []string{"--xds", lis.Addr().String(), "--insecure-xds", "--admin-address", "", "--drain-timeout", "2s"}, io.Discard, io.Discard)
 	}()
 	waitServing(t, s, listen)
 	remote := verdicts(t, s, listen)

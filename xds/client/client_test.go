@@ -493,13 +493,14 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Target: "192.0.2.10:18000", NodeID: "n"}, `xds client: plaintext to non-loopback target "192.0.2.10:18000" refused: configure TLS, or set Insecure to allow it`},
-		{Config{Target: "xds.example:18000", NodeID: "n"}, `xds client: plaintext to non-loopback target "xds.example:18000" refused: configure TLS, or set Insecure to allow it`},
+		{Config{Target: "192.0.2.10:18000", NodeID: "n"}, `xds client: plaintext TCP to non-loopback target "192.0.2.10:18000" refused (any local user can listen there and serve its own keys and backends): use a unix:// socket or TLS, or set Insecure to allow it`},
+		{Config{Target: "xds.example:18000", NodeID: "n"}, `xds client: plaintext TCP to non-loopback target "xds.example:18000" refused (any local user can listen there and serve its own keys and backends): use a unix:// socket or TLS, or set Insecure to allow it`},
+		{Config{Target: "127.0.0.1:18000", NodeID: "n"}, `xds client: plaintext TCP to loopback target "127.0.0.1:18000" refused (any local user can listen there and serve its own keys and backends): use a unix:// socket or TLS, or set Insecure to allow it`},
 		{Config{Target: "", NodeID: "n"}, `xds client: empty target: want host:port or unix:///path`},
 		{Config{Target: "dns:///xds.example:18000", NodeID: "n"}, `xds client: target "dns:///xds.example:18000": unsupported scheme: want host:port or unix:///path`},
 		{Config{Target: "127.0.0.1:0", NodeID: "n"}, `xds client: target "127.0.0.1:0": port "0" is not a number in 1..65535`},
 		{Config{Target: "unix://", NodeID: "n"}, `xds client: target "unix://" has no socket path: want unix:///path`},
-		{Config{Target: "127.0.0.1:18000"}, `xds client: empty NodeID: the control plane keys snapshots by node id`},
+		{Config{Target: "127.0.0.1:18000", Insecure: true}, `xds client: empty NodeID: the control plane keys snapshots by node id`},
 	} {
 		err := Run(t.Context(), tc.cfg)
 		if err == nil || err.Error() != tc.want {
@@ -514,10 +515,13 @@ func TestPlaintextPolicy(t *testing.T) {
 		insecure bool
 		ok       bool
 	}{
-		{"127.0.0.1:18000", false, true},
-		{"127.8.9.10:18000", false, true},
-		{"[::1]:18000", false, true},
-		{"localhost:18000", false, true},
+		// Loopback TCP is plaintext to every local user: a process that
+		// binds the port first would feed the proxy its own keys.
+		{"127.0.0.1:18000", false, false},
+		{"127.8.9.10:18000", false, false},
+		{"[::1]:18000", false, false},
+		{"localhost:18000", false, false},
+		{"127.0.0.1:18000", true, true},
 		{"unix:///run/certplane/xds.sock", false, true},
 		{"10.0.0.5:18000", false, false},
 		{"[2001:db8::1]:18000", false, false},

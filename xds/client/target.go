@@ -75,8 +75,10 @@ func isLoopback(host string) bool {
 }
 
 // transportCredentials decides how the client talks to the control plane. It
-// fails closed: plaintext leaves the machine only when the operator said
-// Insecure, because the xDS stream carries private keys (SDS).
+// fails closed: plaintext TCP, even on loopback, needs Insecure. The stream
+// carries private keys (SDS) and decides where traffic goes, and any local
+// user can bind a free loopback port first and feed the proxy its own
+// listeners, keys and backends; a unix socket is protected by file modes.
 func transportCredentials(cfg *Config) (credentials.TransportCredentials, error) {
 	unix, host, err := checkTarget(cfg.Target)
 	if err != nil {
@@ -89,8 +91,12 @@ func transportCredentials(cfg *Config) (credentials.TransportCredentials, error)
 		}
 		return credentials.NewTLS(tc), nil
 	}
-	if !unix && !isLoopback(host) && !cfg.Insecure {
-		return nil, fmt.Errorf("xds client: plaintext to non-loopback target %q refused: configure TLS, or set Insecure to allow it", cfg.Target)
+	if !unix && !cfg.Insecure {
+		where := "non-loopback"
+		if isLoopback(host) {
+			where = "loopback"
+		}
+		return nil, fmt.Errorf("xds client: plaintext TCP to %s target %q refused (any local user can listen there and serve its own keys and backends): use a unix:// socket or TLS, or set Insecure to allow it", where, cfg.Target)
 	}
 	return insecure.NewCredentials(), nil
 }

@@ -53,7 +53,7 @@ func crlProfile(ctx context.Context, work string, ca *pki.CA, crlPEM []byte, pat
 	p := proxy.New(proxy.Options{Logger: quiet, ConnLog: quiet})
 	go func() {
 		defer wg.Done()
-		_ = p.Run(ctx, client.Config{Target: lis.Addr().String(), NodeID: "cpbench-crlprof", Logger: quiet})
+		_ = p.Run(ctx, client.Config{Target: lis.Addr().String(), NodeID: "cpbench-crlprof", Logger: quiet, Insecure: true})
 	}()
 	roots := x509.NewCertPool()
 	roots.AddCert(fx.ca.Cert)

@@ -89,7 +89,7 @@ func fanout(ctx context.Context, bin, work string, n int) (*Fanout, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = client.Run(ctx, client.Config{Target: xdsAddr, NodeID: nodeName(i), Logger: quiet,
+			_ = client.Run(ctx, client.Config{Target: xdsAddr, NodeID: nodeName(i), Logger: quiet, Insecure: true,
 				OnUpdate: func(res client.Resources) {
 					v := res.Versions[resource.SecretType]
 					if len(res.Secrets) == 0 || v == "" {

@@ -84,7 +84,7 @@ func propagation(ctx context.Context, work string, n int) (*Propagation, error) 
 	secretName := envoy.ServerSecretName("default")
 	arrived := make(chan string, 16)
 	go1(func() {
-		_ = client.Run(ctx, client.Config{Target: target, NodeID: "cpbench-observer", Logger: quiet,
+		_ = client.Run(ctx, client.Config{Target: target, NodeID: "cpbench-observer", Logger: quiet, Insecure: true,
 			OnUpdate: func(r client.Resources) {
 				if s := r.Secrets[secretName]; s != nil {
 					select {
@@ -95,7 +95,7 @@ func propagation(ctx context.Context, work string, n int) (*Propagation, error) 
 			}})
 	})
 	p := proxy.New(proxy.Options{Logger: quiet, ConnLog: quiet})
-	go1(func() { _ = p.Run(ctx, client.Config{Target: target, NodeID: "cpbench-proxy", Logger: quiet}) })
+	go1(func() { _ = p.Run(ctx, client.Config{Target: target, NodeID: "cpbench-proxy", Logger: quiet, Insecure: true}) })
 
 	roots := x509.NewCertPool()
 	roots.AddCert(fx.ca.Cert)
