@@ -208,7 +208,7 @@ var generalNameTags = map[cbasn1.Tag]bool{
 	cbasn1.Tag(3).ContextSpecific().Constructed(): true, // x400Address
 	tagDirectoryName:                              true,
 	cbasn1.Tag(5).ContextSpecific().Constructed(): true, // ediPartyName
-	tagURI:                                        true,
+	tagURI:                          true,
 	cbasn1.Tag(7).ContextSpecific(): true, // iPAddress
 	cbasn1.Tag(8).ContextSpecific(): true, // registeredID
 }

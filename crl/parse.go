@@ -48,9 +48,9 @@ type Entry struct {
 	// integers; x509 and BoringSSL both refuse non-minimal encodings). It
 	// aliases the DER given to Parse: copy it to keep it. AppendSerial
 	// encodes a certificate's serial the same way for lookups.
-	Serial     []byte
-	RevokedAt  time.Time
-	Reason     int // reasonCode; -1 when absent (BoringSSL's CRL_REASON_NONE)
+	Serial    []byte
+	RevokedAt time.Time
+	Reason    int // reasonCode; -1 when absent (BoringSSL's CRL_REASON_NONE)
 }
 
 // Summary is everything certplane keeps of a CRL after parsing: no entry.
