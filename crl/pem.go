@@ -83,14 +83,13 @@ func decodeBlock(data []byte) (Block, int, error) {
 	if !bytes.HasSuffix(head, pemDash) || len(head) == len(pemDash) {
 		return Block{}, 0, errors.New("malformed BEGIN line")
 	}
-	typ := string(head[:len(head)-len(pemDash)])
-	end := []byte("\n-----END " + typ + "-----")
-	bodyEnd := bytes.Index(data[eol:], end)
+	typ := head[:len(head)-len(pemDash)]
+	bodyEnd, span := endLine(data[eol:], typ)
 	if bodyEnd < 0 {
 		return Block{}, 0, fmt.Errorf("no -----END %s----- line", typ)
 	}
 	body := data[eol : eol+bodyEnd]
-	span := eol + bodyEnd + len(end)
+	span += eol
 	if rest := data[span:]; len(rest) > 0 {
 		nl := bytes.IndexByte(rest, '\n')
 		if nl < 0 {
@@ -105,7 +104,26 @@ func decodeBlock(data []byte) (Block, int, error) {
 	if err != nil {
 		return Block{}, 0, fmt.Errorf("%s: %w", typ, err)
 	}
-	return Block{Type: typ, DER: der}, span, nil
+	return Block{Type: string(typ), DER: der}, span, nil
+}
+
+var pemEnd = []byte("\n-----END ")
+
+// endLine finds "\n-----END typ-----" in data: the offset of its newline
+// and the offset just past it, or -1.
+func endLine(data, typ []byte) (at, past int) {
+	for off := 0; ; {
+		i := bytes.Index(data[off:], pemEnd)
+		if i < 0 {
+			return -1, 0
+		}
+		at = off + i
+		rest := data[at+len(pemEnd):]
+		if bytes.HasPrefix(rest, typ) && bytes.HasPrefix(rest[len(typ):], pemDash) {
+			return at, at + len(pemEnd) + len(typ) + len(pemDash)
+		}
+		off = at + len(pemEnd)
+	}
 }
 
 // decodeBase64 decodes standard, padded base64 with any ASCII whitespace
@@ -126,33 +144,37 @@ func decodeBase64(body []byte) ([]byte, error) {
 		return nil, errors.New("malformed base64: length is not a multiple of 4")
 	}
 	out := make([]byte, n/4*3)
-	var chunk [1024]byte // a multiple of 4
+	var chunk [1024]byte // a multiple of 4: chunks decode independently
 	w, filled := 0, 0
-	flush := func(last bool) error {
-		k, err := base64.StdEncoding.Decode(out[w:], chunk[:filled])
-		if err != nil {
-			return fmt.Errorf("malformed base64: %w", err)
-		}
-		if k != filled/4*3 && !last {
-			return errors.New("malformed base64: padding before the end")
-		}
-		w, filled = w+k, 0
-		return nil
-	}
+	var err error
 	for _, c := range body {
 		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
 			continue
 		}
 		if filled == len(chunk) {
-			if err := flush(false); err != nil {
+			if w, err = decodeChunk(out, w, chunk[:], false); err != nil {
 				return nil, err
 			}
+			filled = 0
 		}
 		chunk[filled] = c
 		filled++
 	}
-	if err := flush(true); err != nil {
+	if w, err = decodeChunk(out, w, chunk[:filled], true); err != nil {
 		return nil, err
 	}
 	return out[:w], nil
+}
+
+// decodeChunk decodes chunk into out at w and returns the new end. Only the
+// last chunk may end in padding, as in one decode of the whole text.
+func decodeChunk(out []byte, w int, chunk []byte, last bool) (int, error) {
+	k, err := base64.StdEncoding.Decode(out[w:], chunk)
+	if err != nil {
+		return 0, fmt.Errorf("malformed base64: %w", err)
+	}
+	if k != len(chunk)/4*3 && !last {
+		return 0, errors.New("malformed base64: padding before the end")
+	}
+	return w + k, nil
 }
