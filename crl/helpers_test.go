@@ -135,7 +135,6 @@ type spec struct {
 	noExts     bool
 	tbsTail    []byte // after the extensions, inside TBSCertList
 	afterNext  []byte // between nextUpdate and the rest
-	sigBits    byte   // unused bits declared in the signature BIT STRING
 	listTail   []byte // after the signature
 	fileTail   []byte // after the CertificateList
 }
@@ -179,7 +178,7 @@ func (sp spec) build(t testing.TB, ca *pki.CA) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := der(cbasn1.SEQUENCE, tbsDER, or(sp.outerAI, sigAI), der(cbasn1.BIT_STRING, []byte{sp.sigBits}, sig), sp.listTail)
+	list := der(cbasn1.SEQUENCE, tbsDER, or(sp.outerAI, sigAI), der(cbasn1.BIT_STRING, []byte{0}, sig), sp.listTail)
 	return append(list, sp.fileTail...)
 }
 
