@@ -3,6 +3,7 @@ package crl
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"time"
@@ -96,9 +97,9 @@ func (s *Summary) Usable() error {
 	case s.Delta:
 		return ErrDelta
 	case len(s.Critical) > 0:
-		return fmt.Errorf("%w: %s", ErrUnhandledCritical, s.Critical[0])
+		return fmt.Errorf("%w: %s; reissue the CRL with it non-critical", ErrUnhandledCritical, oidName(s.Critical[0]))
 	case s.CriticalEntry != nil:
-		return fmt.Errorf("%w: entry %d (serial %x) has critical extension %s", ErrCriticalEntry, s.CriticalEntry.Index, s.CriticalEntry.Serial, s.CriticalEntry.OID)
+		return fmt.Errorf("%w: entry %d (serial %x) has critical %s", ErrCriticalEntry, s.CriticalEntry.Index, s.CriticalEntry.Serial, oidName(s.CriticalEntry.OID))
 	}
 	if s.IDP == nil {
 		return nil
@@ -120,6 +121,24 @@ func (s *Summary) Usable() error {
 		return ErrAttributeCRL
 	}
 	return nil
+}
+
+// oidNames names the extensions an operator may meet in messages.
+var oidNames = map[string]string{
+	"2.5.29.20":         "CRL number",
+	"2.5.29.21":         "reasonCode",
+	"2.5.29.24":         "invalidityDate",
+	"2.5.29.27":         "delta CRL indicator",
+	"2.5.29.29":         "certificateIssuer",
+	"2.5.29.46":         "freshest CRL",
+	"1.3.6.1.5.5.7.1.1": "authority information access",
+}
+
+func oidName(oid asn1.ObjectIdentifier) string {
+	if name, ok := oidNames[oid.String()]; ok {
+		return name + " (" + oid.String() + ")"
+	}
+	return "extension " + oid.String()
 }
 
 // timeProblems is BoringSSL's check_crl_time at whole seconds: not yet
