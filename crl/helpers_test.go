@@ -21,26 +21,12 @@ import (
 	"github.com/certplane/certplane/pki"
 )
 
-// conformanceDir returns ../shared/conformance/<sub> from the repository
-// root, or skips the test when it is absent (a user's clone has no shared
-// folder).
+// conformanceDir returns ../shared/conformance/<sub> beside the
+// repository, or skips the test when it is absent (a user's clone has no
+// shared folder).
 func conformanceDir(t testing.TB, sub string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root (go.mod) not found; skipping conformance data")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "conformance", sub)
+	d := filepath.Join(repoRoot(t), "..", "shared", "conformance", sub)
 	if _, err := os.Stat(d); err != nil {
 		t.Skipf("conformance data %s absent: %v", d, err)
 	}
