@@ -62,6 +62,7 @@ func hugeHeaderRequest() []byte {
 }
 
 type httpFuzz struct {
+	px      *runningProxy
 	addr    string
 	tlsc    *tls.Config
 	backend *fuzzBackend
@@ -87,13 +88,13 @@ func startHTTPFuzz(tb testing.TB) *httpFuzz {
 	a.set(rs)
 	h := &httpFuzz{backend: be, tally: &requestTally{n: map[string]int{}}, panics: &panicWatch{}}
 	px := startProxyOptions(tb, a.addr, Options{
-		Logger:           slog.New(h.panics),
-		ConnLog:          slog.New(h.tally),
+		Logger:           slog.New(recordFunc(h.panics.record)),
+		ConnLog:          slog.New(recordFunc(h.tally.record)),
 		DrainTimeout:     2 * time.Second,
 		FailureLogWindow: -1,
 	})
 	waitHosts(tb, px.Proxy, "app", 1)
-	h.addr = px.addr(tb, "fuzz")
+	h.px, h.addr = px, px.addr(tb, "fuzz")
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	h.tlsc = &tls.Config{
@@ -349,19 +350,31 @@ func ownedHeaders(h http.Header, out []string) []string {
 	return out
 }
 
-// requestTally is the proxy's connection log in the fuzz harness: it counts
-// the request lines per client address (the requests the proxy parsed) and
-// keeps nothing else, so a long session stays small.
+// recordFunc is a slog.Handler that passes every record, at every level, to
+// a function; attributes given to With are dropped.
+type recordFunc func(slog.Record)
+
+func (f recordFunc) Enabled(context.Context, slog.Level) bool { return true }
+
+func (f recordFunc) Handle(_ context.Context, r slog.Record) error {
+	f(r)
+	return nil
+}
+
+func (f recordFunc) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f recordFunc) WithGroup(string) slog.Handler      { return f }
+
+// requestTally reads the proxy's connection log in the fuzz harness: it
+// counts the request lines per client address (the requests the proxy
+// parsed) and keeps nothing else, so a long session stays small.
 type requestTally struct {
 	mu sync.Mutex
 	n  map[string]int
 }
 
-func (h *requestTally) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *requestTally) Handle(_ context.Context, r slog.Record) error {
+func (h *requestTally) record(r slog.Record) {
 	if r.Message != "request" {
-		return nil
+		return
 	}
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key != "client" {
@@ -372,11 +385,7 @@ func (h *requestTally) Handle(_ context.Context, r slog.Record) error {
 		h.mu.Unlock()
 		return false
 	})
-	return nil
 }
-
-func (h *requestTally) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *requestTally) WithGroup(string) slog.Handler      { return h }
 
 // take returns and drops the count of client.
 func (h *requestTally) take(client string) int {
@@ -387,17 +396,15 @@ func (h *requestTally) take(client string) int {
 	return n
 }
 
-// panicWatch is the proxy's operational log in the fuzz harness, at every
-// level: the listeners' http.Server ErrorLog writes there at debug level,
-// and that is where net/http reports a handler panic it recovered.
+// panicWatch reads the proxy's operational log in the fuzz harness: the
+// listeners' http.Server ErrorLog writes there at debug level, and that is
+// where net/http reports a handler panic it recovered.
 type panicWatch struct {
 	mu    sync.Mutex
 	lines []string
 }
 
-func (h *panicWatch) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *panicWatch) Handle(_ context.Context, r slog.Record) error {
+func (h *panicWatch) record(r slog.Record) {
 	var b strings.Builder
 	b.WriteString(r.Message)
 	r.Attrs(func(a slog.Attr) bool {
@@ -411,11 +418,7 @@ func (h *panicWatch) Handle(_ context.Context, r slog.Record) error {
 		}
 		h.mu.Unlock()
 	}
-	return nil
 }
-
-func (h *panicWatch) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *panicWatch) WithGroup(string) slog.Handler      { return h }
 
 func (h *panicWatch) take() []string {
 	h.mu.Lock()
@@ -438,6 +441,11 @@ func TestHTTPFuzzHarness(t *testing.T) {
 	}
 	if o.answers != 3 || o.parsed != 3 || o.backend.hits != 3 {
 		t.Errorf("answers %d, parsed %d, backend hits %d; want 3 each", o.answers, o.parsed, o.backend.hits)
+	}
+	// net/http reports a recovered handler panic on the server's ErrorLog.
+	(*h.px.live.Load())["fuzz"].gen.Load().srv.ErrorLog.Printf("http: panic serving 127.0.0.1:1: boom")
+	if got := h.panics.take(); len(got) != 1 {
+		t.Errorf("a panic on the listener's ErrorLog was seen as %q", got)
 	}
 	if got := ownedHeaders(http.Header{"X-Forwarded-Client-Cert": nil, "X_y": nil, "X-Amzn-Mtls-Clientcert": nil, "X-Ok": nil}, nil); len(got) != 3 {
 		t.Errorf("ownedHeaders flagged %q; want the three owned names", got)
