@@ -331,12 +331,15 @@ func (b *fuzzBackend) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // forget returns and drops what arrived from client.
-func (b *fuzzBackend) forget(client string) backendSeen {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.seen[client]
-	delete(b.seen, client)
-	return s
+func (b *fuzzBackend) forget(client string) backendSeen { return takeKey(&b.mu, b.seen, client) }
+
+// takeKey returns and deletes m[key] under mu.
+func takeKey[V any](mu *sync.Mutex, m map[string]V, key string) V {
+	mu.Lock()
+	defer mu.Unlock()
+	v := m[key]
+	delete(m, key)
+	return v
 }
 
 // ownedHeaders appends the names in h that only the proxy may set.
@@ -388,13 +391,7 @@ func (h *requestTally) record(r slog.Record) {
 }
 
 // take returns and drops the count of client.
-func (h *requestTally) take(client string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := h.n[client]
-	delete(h.n, client)
-	return n
-}
+func (h *requestTally) take(client string) int { return takeKey(&h.mu, h.n, client) }
 
 // panicWatch reads the proxy's operational log in the fuzz harness: the
 // listeners' http.Server ErrorLog writes there at debug level, and that is
