@@ -3,6 +3,7 @@
 #
 #   bench/soak.sh                 # 10 minutes
 #   bench/soak.sh -d 2m -w 4      # duration, valid clients
+#   bench/soak.sh -g 10           # flat RSS: end at most 10% above mid-run
 #
 # Builds certplane, makes a PKI with `certplane pki`, starts
 # `certplane proxy --certs --config` (standalone: control plane embedded)
@@ -10,17 +11,22 @@
 # requests from valid clients while the server certificate rotates every
 # second and the CRL gains a newly revoked client every 10 seconds. It
 # prints the valid clients' failures and latency, every revoked client's
-# verdict, and the proxy's RSS at start, middle and end, and exits 1 on any
-# failed valid request or served revoked client.
+# verdict, and the proxy's RSS at start, middle and end. It exits 1 on any
+# failed valid request, any served revoked client, or an RSS that is not
+# flat (the end more than 20% above mid-run, the first half being warm-up).
+# The last line is the verdict:
+#   soak: PASS valid=N failed=0 revocations=N revoked_probes=N revoked_admitted=0 rotations=N rss_start=.. rss_mid=.. rss_end=.. growth=..%
 set -euo pipefail
 
 duration=10m
 workers=4
-while getopts "d:w:" opt; do
+rss_growth=20
+while getopts "d:w:g:" opt; do
 	case "$opt" in
 	d) duration="$OPTARG" ;;
 	w) workers="$OPTARG" ;;
-	*) echo "usage: $0 [-d DURATION] [-w WORKERS]" >&2; exit 2 ;;
+	g) rss_growth="$OPTARG" ;;
+	*) echo "usage: $0 [-d DURATION] [-w WORKERS] [-g RSS_GROWTH_PERCENT]" >&2; exit 2 ;;
 	esac
 done
 
@@ -84,6 +90,11 @@ curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null
 echo "soak: proxy pid $proxy on 127.0.0.1:$port, admin 127.0.0.1:$admin, $duration"
 status=0
 "$work/soak" --certplane "$cp" --ca "$work/ca" --certs "$certs" --clients "$work/clients" \
-	--addr "127.0.0.1:$port" --pid "$proxy" --duration "$duration" --workers "$workers" || status=$?
+	--addr "127.0.0.1:$port" --pid "$proxy" --duration "$duration" --workers "$workers" \
+	--rss-growth "$rss_growth" | tee "$work/soak.out" || status=$?
 echo "connection log: $(wc -l <"$work/connections.log") lines; proxy errors logged: $(grep -c 'level=ERROR' "$work/proxy.log" || true)"
+# The work directory goes with the run: show what the errors were.
+grep 'level=ERROR' "$work/proxy.log" | head -5 | cut -c1-400 | sed 's/^/  /' || true
+# The verdict again, as the last line: what a CI log or the README quotes.
+grep -E '^soak: (PASS|FAIL) ' "$work/soak.out" || echo "soak: FAIL (no verdict: the load client did not finish)"
 exit "$status"

@@ -456,15 +456,24 @@ func startProxy(t testing.TB, target string) *runningProxy {
 func startProxyClock(t testing.TB, target string, now func() time.Time) *runningProxy {
 	t.Helper()
 	buf := &syncBuffer{}
-	p := New(Options{
+	rp := startProxyOptions(t, target, Options{
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 		ConnLog:          slog.New(slog.NewJSONHandler(buf, nil)),
 		DrainTimeout:     2 * time.Second,
 		FailureLogWindow: -1,
 		MTLS:             mtls.Options{Now: now},
 	})
+	rp.log = buf
+	return rp
+}
+
+// startProxyOptions starts a proxy made with opts; its log is nil (the
+// caller's opts say where the logs go).
+func startProxyOptions(t testing.TB, target string, opts Options) *runningProxy {
+	t.Helper()
+	p := New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
-	rp := &runningProxy{Proxy: p, log: buf, cancel: cancel, done: make(chan error, 1)}
+	rp := &runningProxy{Proxy: p, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		rp.done <- p.Run(ctx, client.Config{
 			Target: target, NodeID: testNode, NodeCluster: "test", Insecure: true,

@@ -12,8 +12,13 @@
 //     from then on probes every revoked client: each must be refused;
 //   - samples the proxy's RSS (/proc/<pid>/status) every 10 s.
 //
-// It prints a report and exits 1 if any valid request failed or any revoked
-// client was served after its revocation took effect.
+// It prints a report, ending with one verdict line, and exits 1 if any valid
+// request failed, any revoked client was served after its revocation took
+// effect, or the RSS was not flat. Flat: the first half of the run is
+// warm-up (caches, connection pools, the GC's heap goal settle), and the RSS
+// at the end may exceed the RSS at mid-run by at most --rss-growth percent
+// (20 by default); a leak of one object per request or per rotation grows
+// steadily and fails it.
 package main
 
 import (
@@ -41,6 +46,10 @@ type config struct {
 	pid                              int
 	duration, rotate, revoke, grace  time.Duration
 	workers                          int
+	// rssGrowth is the largest growth of the proxy's RSS, in percent, from
+	// the middle of the run (warm-up over) to its end that still counts as
+	// flat.
+	rssGrowth float64
 }
 
 func main() {
@@ -56,6 +65,7 @@ func main() {
 	flag.DurationVar(&c.revoke, "revoke", 10*time.Second, "period of one new revocation")
 	flag.DurationVar(&c.grace, "grace", 5*time.Second, "longest a revocation may take to reach the proxy")
 	flag.IntVar(&c.workers, "workers", 4, "valid clients")
+	flag.Float64Var(&c.rssGrowth, "rss-growth", 20, "flat RSS: the end RSS may exceed the mid-run RSS by at most this many percent")
 	flag.Parse()
 	if c.caDir == "" || c.certs == "" || c.clients == "" || c.pid == 0 {
 		fmt.Fprintln(os.Stderr, "soak: --ca, --certs, --clients and --pid are required")
@@ -198,10 +208,6 @@ func run(c config) error {
 		}()
 	}
 
-	type sample struct {
-		at  time.Duration
-		rss int
-	}
 	began := time.Now()
 	samples := []sample{{0, rssKB(c.pid)}}
 	var rotations, rotateErrs atomic.Int64
@@ -313,7 +319,40 @@ func run(c config) error {
 	}()
 	wg.Wait()
 	samples = append(samples, sample{time.Since(began).Round(time.Second), rssKB(c.pid)})
+	return report(c, outcome{
+		st: &st, samples: samples, propagation: propagation, probes: probes, revokedServed: revokedServed,
+		revokeErrs: revokeErrs, rotations: rotations.Load(), rotateErrs: rotateErrs.Load(),
+	})
+}
 
+type sample struct {
+	at  time.Duration
+	rss int // KiB; -1 when the proxy was gone
+}
+
+// outcome is what one soak measured.
+type outcome struct {
+	st                    *stats
+	samples               []sample
+	propagation           []time.Duration
+	probes, revokedServed int
+	revokeErrs            []string
+	rotations, rotateErrs int64
+}
+
+// midSample is the first sample at or after half the run: warm-up is over.
+func midSample(samples []sample, d time.Duration) sample {
+	for _, s := range samples {
+		if s.at >= d/2 {
+			return s
+		}
+	}
+	return samples[len(samples)-1]
+}
+
+// report prints the figures and the verdict line, and returns the problems.
+func report(c config, o outcome) error {
+	st := o.st
 	slices.Sort(st.lat)
 	pct := func(p float64) time.Duration {
 		if len(st.lat) == 0 {
@@ -321,21 +360,25 @@ func run(c config) error {
 		}
 		return st.lat[min(len(st.lat)-1, int(p*float64(len(st.lat))))].Round(time.Microsecond)
 	}
-	slices.Sort(propagation)
+	slices.Sort(o.propagation)
 	total := st.ok + st.failed
 	fmt.Printf("soak: %s, %d valid clients (half keep-alive, half a new TLS connection per request)\n", c.duration, c.workers)
 	fmt.Printf("valid requests: %d, failed: %d (%.4f%% success), p50 %s, p99 %s\n",
 		total, st.failed, 100*float64(st.ok)/float64(max(total, 1)), pct(0.5), pct(0.99))
-	fmt.Printf("server certificate rotations: %d (every %s), failed rotations: %d\n", rotations.Load(), c.rotate, rotateErrs.Load())
-	fmt.Printf("revocations: %d (every %s); revoked-client probes after revocation: %d, served: %d\n", len(propagation), c.revoke, probes, revokedServed)
-	if len(propagation) > 0 {
-		fmt.Printf("revocation to refusal: min %s, max %s\n", propagation[0].Round(time.Millisecond), propagation[len(propagation)-1].Round(time.Millisecond))
+	fmt.Printf("server certificate rotations: %d (every %s), failed rotations: %d\n", o.rotations, c.rotate, o.rotateErrs)
+	fmt.Printf("revocations: %d (every %s); revoked-client probes after revocation: %d, served: %d\n", len(o.propagation), c.revoke, o.probes, o.revokedServed)
+	if len(o.propagation) > 0 {
+		fmt.Printf("revocation to refusal: min %s, max %s\n", o.propagation[0].Round(time.Millisecond), o.propagation[len(o.propagation)-1].Round(time.Millisecond))
 	}
-	mid := samples[len(samples)/2]
-	fmt.Printf("proxy RSS: start %d KiB, middle (%s) %d KiB, end (%s) %d KiB\n", samples[0].rss, mid.at, mid.rss, samples[len(samples)-1].at, samples[len(samples)-1].rss)
+	start, mid, end := o.samples[0], midSample(o.samples, c.duration), o.samples[len(o.samples)-1]
+	growth := 100 * float64(end.rss-mid.rss) / float64(max(mid.rss, 1))
+	fmt.Printf("proxy RSS: start %d KiB, middle (%s) %d KiB, end (%s) %d KiB: %+.1f%% after warm-up (flat: at most %+.0f%%)\n",
+		start.rss, mid.at, mid.rss, end.at, end.rss, growth, c.rssGrowth)
 	var all []string
-	for _, s := range samples {
+	gone := false
+	for _, s := range o.samples {
 		all = append(all, fmt.Sprintf("%s=%d", s.at, s.rss))
+		gone = gone || s.rss < 0
 	}
 	fmt.Printf("RSS samples (KiB): %s\n", strings.Join(all, " "))
 
@@ -343,18 +386,31 @@ func run(c config) error {
 	if st.failed > 0 {
 		problems = append(problems, fmt.Sprintf("%d valid requests failed, e.g. %s", st.failed, strings.Join(st.failures, "; ")))
 	}
-	if revokedServed > 0 {
-		problems = append(problems, fmt.Sprintf("%d probes of revoked clients were served", revokedServed))
+	if o.revokedServed > 0 {
+		problems = append(problems, fmt.Sprintf("%d probes of revoked clients were served", o.revokedServed))
 	}
-	if len(revokeErrs) > 0 {
-		problems = append(problems, "revocation: "+strings.Join(revokeErrs, "; "))
+	if len(o.propagation) == 0 {
+		problems = append(problems, "no revocation took effect: nothing shows revoked clients are refused")
 	}
-	if rotateErrs.Load() > 0 {
-		problems = append(problems, fmt.Sprintf("%d rotations failed", rotateErrs.Load()))
+	if len(o.revokeErrs) > 0 {
+		problems = append(problems, "revocation: "+strings.Join(o.revokeErrs, "; "))
 	}
+	if o.rotateErrs > 0 {
+		problems = append(problems, fmt.Sprintf("%d rotations failed", o.rotateErrs))
+	}
+	if gone {
+		problems = append(problems, "the proxy process was gone at an RSS sample")
+	} else if growth > c.rssGrowth {
+		problems = append(problems, fmt.Sprintf("RSS not flat: %+.1f%% from mid-run to the end (limit %+.0f%%)", growth, c.rssGrowth))
+	}
+	verdict := "PASS"
+	if len(problems) > 0 {
+		verdict = "FAIL"
+	}
+	fmt.Printf("soak: %s valid=%d failed=%d revocations=%d revoked_probes=%d revoked_admitted=%d rotations=%d rss_start=%dKiB rss_mid=%dKiB rss_end=%dKiB growth=%+.1f%%\n",
+		verdict, total, st.failed, len(o.propagation), o.probes, o.revokedServed, o.rotations, start.rss, mid.rss, end.rss, growth)
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
-	fmt.Println("soak: PASS")
 	return nil
 }
