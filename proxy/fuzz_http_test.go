@@ -26,10 +26,10 @@ import (
 // assertOwnedHeaders gates FuzzHTTPRequest's identity and underscore
 // assertions: the backend never receives x-forwarded-client-cert, any
 // x-amzn-mtls-clientcert* header, or a header name containing '_' (issue
-// #11 items 4 and 5). Today's proxy forwards X_Forwarded_Client_Cert and
-// X-Amzn-Mtls-Clientcert; branch h-proxyhttp fixes that. The lead flips this
-// to true after merging h-proxyhttp.
-const assertOwnedHeaders = false
+// #11 items 4 and 5). Before those fixes the proxy forwarded
+// X_Forwarded_Client_Cert and X-Amzn-Mtls-Clientcert; the seed corpus holds
+// both.
+const assertOwnedHeaders = true
 
 // fuzzIterationTimeout bounds each phase of one input's exchange with the
 // proxy: a proxy that neither answers nor closes within it has hung.

@@ -324,6 +324,11 @@ func rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	out.Header.Set("X-Forwarded-Proto", "https")
+	// Request trailers are dropped, as Envoy drops HTTP/1 trailers unless
+	// enable_trailers is set (certplane never sets it): a trailer would
+	// carry a forged identity header past every sanitization above, and
+	// backends that merge trailers into headers would believe it.
+	out.Trailer = nil
 	// SANITIZE and SANITIZE_SET both remove any inbound XFCC; SANITIZE_SET
 	// then sets it when the client presented a certificate.
 	out.Header.Del(xfccHeader)
