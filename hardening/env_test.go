@@ -213,9 +213,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	})
 	goRun(func() { _ = admin.Serve(ctx, alis, h) })
 
-	waitFor(t, "listeners a and b served by the proxy", func() bool {
+	// The observer asks for endpoints after clusters: wait until it has all
+	// six of A's resources, not only B's secret.
+	waitFor(t, "listeners a and b served by the proxy and seen by the observer", func() bool {
 		return e.prx.ListenerAddr("a") != nil && e.prx.ListenerAddr("b") != nil &&
-			e.obs.secretSerial("server/b") != nil
+			e.obs.secretSerial("server/b") != nil && len(e.obs.hashesA()) == 6
 	})
 	e.waitClean()
 	e.baseline = e.obs.hashesA()

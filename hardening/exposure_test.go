@@ -406,8 +406,12 @@ func TestXDSUnixSocketAccess(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.RemoveAll(tmp)
-		lines, _ = startBin(t, []string{"TMPDIR=" + tmp}, "proxy", "--certs", std.Certs, "--config", std.Config, "--admin-address", "")
-		waitLine(t, lines, "listener started")
+		// Its own example on free ports: std's (8443, 9001) may be a demo's
+		// on this machine. The listener started, or refused for a port taken
+		// meanwhile: either way the embedded control plane has served.
+		own := pkitest.NewStandard(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		lines, _ = startBin(t, []string{"TMPDIR=" + tmp}, "proxy", "--certs", own.Certs, "--config", own.Config, "--admin-address", "")
+		waitLine(t, lines, `msg="listener `)
 		socks, _ := filepath.Glob(filepath.Join(tmp, "certplane-xds-*", "xds.sock"))
 		if len(socks) != 1 {
 			t.Fatalf("embedded xDS sockets under TMPDIR: %v, want one", socks)

@@ -167,6 +167,7 @@ func startDemo(t *testing.T) *demoSetup {
 	ctx, cancel := context.WithCancel(context.Background())
 	var backends []string
 	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	for _, name := range []string{"backend 1", "backend 2"} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -176,11 +177,25 @@ func startDemo(t *testing.T) *demoSetup {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = demobackend.New(name, nil).Serve(ctx, ln) }()
 	}
-	d := &demoSetup{dir: t.TempDir(), listen: freeAddr(t), admin: freeAddr(t), connLog: &lockedBuffer{}}
+	// The listener address goes into the config, which takes no port 0.
+	var d *demoSetup
+	onFreePorts(t, 2, func(addrs []string) error {
+		d = &demoSetup{dir: t.TempDir(), listen: addrs[0], admin: addrs[1], connLog: &lockedBuffer{}}
+		return d.startProxy(t, ctx, backends)
+	})
+	return d
+}
+
+// startProxy writes the example and runs the proxy on it until the test
+// ends. It returns an error, with the proxy stopped, when a port of d was
+// taken before the proxy bound it.
+func (d *demoSetup) startProxy(t *testing.T, ctx context.Context, backends []string) error {
+	t.Helper()
 	if err := initDir(d.dir, initOptions{listen: d.listen, backends: backends}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	expiringCRL(t, d.dir)
+	ctx, cancel := context.WithCancel(ctx)
 	var errOut lockedBuffer
 	done := make(chan error, 1)
 	go func() {
@@ -189,28 +204,39 @@ func startDemo(t *testing.T) *demoSetup {
 			"--admin-address", d.admin, "--drain-timeout", "1s",
 		}, d.connLog, &errOut)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("proxy: %v", err)
-		}
-		wg.Wait()
-		if t.Failed() {
-			t.Logf("proxy stderr:\n%s", errOut.String())
-		}
-	})
-	// Ready: the admin endpoint says so and alice gets an answer.
+	// Ready: alice gets an answer (polled with a deadline: the answer is the
+	// event). A listener port taken meanwhile shows in the operational log.
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if d.get(t, "alice") == nil {
-			break
+	for d.get(t, "alice") != nil {
+		select {
+		case err := <-done:
+			cancel()
+			if err != nil && portTaken(err.Error()) {
+				return err
+			}
+			t.Fatalf("proxy ended before serving alice: %v\n%s", err, errOut.String())
+		default:
+		}
+		if e := errOut.String(); portTaken(e) {
+			cancel()
+			<-done
+			return errors.New(e)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("proxy never served alice on %s\n%s", d.listen, errOut.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
-	return d
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("proxy stderr:\n%s", errOut.String())
+		}
+	})
+	return nil
 }
 
 // get makes one HTTPS request as client ("alice", "mallory" or "" for no
@@ -332,23 +358,20 @@ func TestBrowserStatusPage(t *testing.T) {
 func TestBrowserServeStatusPage(t *testing.T) {
 	path := needBrowser(t)
 	dir := t.TempDir()
+	// serve binds neither the listener nor the backends: these are names.
 	if err := initDir(dir, initOptions{listen: "127.0.0.1:8443", backends: defaultInitBackends}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	expiringCRL(t, dir)
-	admin := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runServe(ctx, []string{"--certs", filepath.Join(dir, "certs"), "--config", filepath.Join(dir, "config"),
-			"--xds-address", "unix://" + filepath.Join(t.TempDir(), "xds.sock"), "--admin-address", admin}, io.Discard, io.Discard)
-	}()
+	sl, done, cancel := startServe(t, "--certs", filepath.Join(dir, "certs"), "--config", filepath.Join(dir, "config"),
+		"--xds-address", "unix://"+filepath.Join(t.TempDir(), "xds.sock"), "--admin-address", "127.0.0.1:0")
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	}()
+	admin := sl.next(t, "admin listening")["address"].(string)
 	waitStatus(t, "http://"+admin+"/status", func(doc map[string]any) bool {
 		return dig(doc, "control_plane", "ready") == true
 	})

@@ -7,61 +7,144 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/certplane/certplane/demobackend"
 )
 
-// syncBuffer is a bytes.Buffer safe for the demo goroutine and the test.
+// syncBuffer is a bytes.Buffer safe for the demo goroutine and the test;
+// wrote ticks after each write, so a test waits for output without polling.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{}
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{wrote: make(chan struct{}, 1)} }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	select {
+	case s.wrote <- struct{}{}:
+	default: // a tick is pending already
+	}
+	return n, err
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// demoPortsFree skips when another process holds the demo's fixed ports.
-func demoPortsFree(t *testing.T) {
+// demoRun is a `certplane demo` running in this process.
+type demoRun struct {
+	dir, listen, admin string
+	backends           []string // the addresses the demo backends bound
+	out, errb          *syncBuffer
+	cancel             context.CancelFunc
+	done               chan error
+}
+
+// startDemoCmd runs runDemo with its backends on port 0 (the demo binds
+// them and prints where) and the proxy's listener and admin endpoint on
+// free ports, retried when one is taken first (onFreePorts), and waits
+// until the demo says it is ready. The test stops it with stop.
+func startDemoCmd(t *testing.T) *demoRun {
 	t.Helper()
-	for _, a := range append([]string{defaultInitListen, demoAdmin}, defaultInitBackends...) {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			t.Skipf("demo port %s is busy: %v", a, err)
+	var d *demoRun
+	onFreePorts(t, 2, func(addrs []string) error {
+		d = &demoRun{dir: filepath.Join(t.TempDir(), "ex"), listen: addrs[0], admin: addrs[1],
+			out: newSyncBuffer(), errb: newSyncBuffer(), done: make(chan error, 1)}
+		var ctx context.Context
+		ctx, d.cancel = context.WithCancel(context.Background())
+		go func() {
+			d.done <- runDemo(ctx, []string{"--dir", d.dir, "--listen", d.listen, "--admin-address", d.admin,
+				"--backends", "127.0.0.1:0,127.0.0.1:0"}, d.out, d.errb)
+		}()
+		return d.waitReady(t)
+	})
+	for _, m := range regexp.MustCompile(`backend \d listening on http://(\S+)`).FindAllStringSubmatch(d.out.String(), -1) {
+		d.backends = append(d.backends, m[1])
+	}
+	if len(d.backends) != 2 {
+		t.Fatalf("demo output names %d backend addresses, want 2:\n%s", len(d.backends), d.out.String())
+	}
+	return d
+}
+
+// waitReady waits for "Press Ctrl-C to stop.". When the proxy logs that its
+// listener port is taken, or the demo ends for a taken port, it stops the
+// demo and returns the error for onFreePorts.
+func (d *demoRun) waitReady(t *testing.T) error {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		if strings.Contains(d.out.String(), "Press Ctrl-C to stop.") {
+			return nil
 		}
-		ln.Close()
+		if e := d.errb.String(); portTaken(e) {
+			d.cancel()
+			<-d.done
+			return errors.New(e)
+		}
+		select {
+		case err := <-d.done:
+			if err != nil && portTaken(err.Error()) {
+				return err
+			}
+			t.Fatalf("demo ended early: %v\n%s%s", err, d.out.String(), d.errb.String())
+		case <-d.out.wrote:
+		case <-d.errb.wrote:
+		case <-deadline:
+			t.Fatalf("demo not ready after 30s:\n%s%s", d.out.String(), d.errb.String())
+		}
 	}
 }
 
-func TestDemoRunsBackendsAndStops(t *testing.T) {
-	demoPortsFree(t)
-	ready := make(chan string, 1)
-	demoProxy = func(_ context.Context, dir string, _ io.Writer) error { ready <- dir; return nil }
-	t.Cleanup(func() { demoProxy = startDemoProxy })
-	dir := filepath.Join(t.TempDir(), "ex")
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, []string{"--dir", dir}, &out, &errb) }()
+// stop interrupts the demo and waits until runDemo has returned.
+func (d *demoRun) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
 	select {
-	case got := <-ready:
-		if got != dir {
-			t.Fatalf("proxy started on %s, want %s", got, dir)
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("demo after cancel: %v", err)
 		}
-	case err := <-done:
-		t.Fatalf("demo ended early: %v\n%s%s", err, out.String(), errb.String())
 	case <-time.After(20 * time.Second):
-		t.Fatal("demo did not start the proxy")
+		t.Fatal("demo did not stop")
 	}
-	for i, a := range defaultInitBackends {
+}
+
+// fakeDemoProxy stands in for startDemoProxy: it reports the directory it
+// was given on started and, once ctx ends, sets stopped before it reports
+// its result, as the real proxy does after its last log line.
+func fakeDemoProxy(t *testing.T, started chan<- string, stopped *atomic.Bool) {
+	demoProxy = func(ctx context.Context, dir string, _ demoAddrs, _, _ io.Writer) (<-chan error, error) {
+		started <- dir
+		done := make(chan error, 1)
+		go func() { <-ctx.Done(); stopped.Store(true); done <- nil }()
+		return done, nil
+	}
+	t.Cleanup(func() { demoProxy = startDemoProxy })
+}
+
+// TestDemoRunsBackendsAndStops: the backends answer, Ctrl-C stops the demo,
+// and runDemo returns only after the proxy has stopped and the backends
+// have released their ports.
+func TestDemoRunsBackendsAndStops(t *testing.T) {
+	started := make(chan string, 1)
+	var stopped atomic.Bool
+	fakeDemoProxy(t, started, &stopped)
+	d := startDemoCmd(t)
+	if got := <-started; got != d.dir {
+		t.Fatalf("proxy started on %s, want %s", got, d.dir)
+	}
+	for i, a := range d.backends {
 		resp, err := http.Get("http://" + a + "/")
 		if err != nil {
 			t.Fatal(err)
@@ -72,19 +155,23 @@ func TestDemoRunsBackendsAndStops(t *testing.T) {
 			t.Fatalf("%s answered %q, want %q", a, b, want)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo after cancel: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("demo did not stop on cancel")
+	d.stop(t)
+	if !stopped.Load() {
+		t.Error("runDemo returned before its proxy had stopped")
 	}
-	if s := out.String(); !strings.Contains(s, "curl --cacert "+filepath.Join(dir, "certs/trust/clients/ca.pem")+" --cert "+filepath.Join(dir, "clients/mallory.crt")) || !strings.HasSuffix(s, "Press Ctrl-C to stop.\nstopping\n") {
+	_, port, _ := net.SplitHostPort(d.listen)
+	if s := d.out.String(); !strings.Contains(s, "curl --cacert "+filepath.Join(d.dir, "certs/trust/clients/ca.pem")+" --cert "+filepath.Join(d.dir, "clients/mallory.crt")) ||
+		!strings.Contains(s, "https://localhost:"+port+"/") || !strings.HasSuffix(s, "Press Ctrl-C to stop.\nstopping\n") {
 		t.Fatalf("demo output:\n%s", s)
 	}
-	for _, a := range defaultInitBackends { // the backends released their ports
+	cfg, err := os.ReadFile(filepath.Join(d.dir, "config", "listeners.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := initConfigYAML(d.listen, d.backends); string(cfg) != want {
+		t.Errorf("config/listeners.yaml:\n%s\nwant the bound addresses:\n%s", cfg, want)
+	}
+	for _, a := range d.backends { // the backends released their ports
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			t.Fatalf("%s still held after the demo stopped: %v", a, err)
@@ -92,31 +179,52 @@ func TestDemoRunsBackendsAndStops(t *testing.T) {
 		ln.Close()
 	}
 	// The directory is an init example now: a second demo reuses it.
-	if d, cleanup, err := demoDir(dir); err != nil || d != dir {
-		t.Fatalf("reuse %s: %v", dir, err)
+	if dir, cleanup, err := demoDir(d.dir, initOptions{listen: d.listen, backends: d.backends}); err != nil || dir != d.dir {
+		t.Fatalf("reuse %s: %v", d.dir, err)
 	} else {
 		cleanup()
 	}
 }
 
 func TestDemoWithoutProxySaysSo(t *testing.T) {
-	demoPortsFree(t)
-	demoProxy = func(context.Context, string, io.Writer) error { return errors.New("no proxy here") }
+	demoProxy = func(context.Context, string, demoAddrs, io.Writer, io.Writer) (<-chan error, error) {
+		return nil, errors.New("no proxy here")
+	}
 	t.Cleanup(func() { demoProxy = startDemoProxy })
-	var out, errb syncBuffer
-	err := runDemo(context.Background(), nil, &out, &errb)
+	out, errb := newSyncBuffer(), newSyncBuffer()
+	// The fake proxy binds nothing, so --listen and --admin-address are only
+	// names here.
+	err := runDemo(context.Background(), []string{"--listen", "127.0.0.1:8443", "--admin-address", "127.0.0.1:18002",
+		"--backends", "127.0.0.1:0,127.0.0.1:0"}, out, errb)
 	if err == nil || err.Error() != "start the proxy: no proxy here" {
 		t.Fatalf("demo: %v", err)
 	}
 	if s := out.String(); strings.Contains(s, "curl") || !strings.Contains(s, "but no proxy serves 127.0.0.1:8443.") {
 		t.Fatalf("demo output pretends:\n%s", s)
 	}
-	for _, a := range defaultInitBackends {
-		ln, err := net.Listen("tcp", a)
+	for _, m := range regexp.MustCompile(`listening on http://(\S+)`).FindAllStringSubmatch(out.String(), -1) {
+		ln, err := net.Listen("tcp", m[1])
 		if err != nil {
-			t.Fatalf("%s still held after the demo failed: %v", a, err)
+			t.Fatalf("%s still held after the demo failed: %v", m[1], err)
 		}
 		ln.Close()
+	}
+}
+
+// TestDemoFlagErrors: addresses the demo cannot use are refused before
+// anything starts.
+func TestDemoFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "localhost:8443"}, `certplane demo: --listen "localhost:8443": host must be an IP address` + "\n"},
+		{[]string{"--listen", "127.0.0.1:0"}, `certplane demo: --listen "127.0.0.1:0": port must be 1-65535` + "\n"},
+		{[]string{"--admin-address", "127.0.0.1:0"}, `certplane demo: --admin-address "127.0.0.1:0": port must be 1-65535` + "\n"},
+	} {
+		if _, errb, code := cli(t, append([]string{"demo"}, tc.args...)...); code != 2 || errb != tc.want {
+			t.Errorf("demo %v: exit %d %q, want exit 2 %q", tc.args, code, errb, tc.want)
+		}
 	}
 }
 

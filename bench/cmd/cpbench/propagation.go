@@ -95,7 +95,9 @@ func propagation(ctx context.Context, work string, n int) (*Propagation, error) 
 			}})
 	})
 	p := proxy.New(proxy.Options{Logger: quiet, ConnLog: quiet})
-	go1(func() { _ = p.Run(ctx, client.Config{Target: target, NodeID: "cpbench-proxy", Logger: quiet, Insecure: true}) })
+	go1(func() {
+		_ = p.Run(ctx, client.Config{Target: target, NodeID: "cpbench-proxy", Logger: quiet, Insecure: true})
+	})
 
 	roots := x509.NewCertPool()
 	roots.AddCert(fx.ca.Cert)
