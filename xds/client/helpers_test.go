@@ -435,6 +435,8 @@ func runClient(t *testing.T, cfg Config) *harness {
 	}
 	cfg.NodeID = testNode
 	cfg.NodeCluster = "certplane-test"
+	// The test servers are plaintext on loopback TCP; TLS tests set cfg.TLS.
+	cfg.Insecure = true
 	cfg.UserAgentVersion = "test-1.2.3"
 	cfg.OnUpdate = h.updates.add
 	cfg.OnConnState = h.conn.add
