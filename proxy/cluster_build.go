@@ -68,6 +68,9 @@ func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clu
 		keep[a] = true
 		h := rt.hosts[a]
 		if h == nil {
+			// A new host under health checks starts unhealthy until its
+			// first check, as Envoy marks it FAILED_ACTIVE_HC and
+			// PENDING_ACTIVE_HC.
 			h = &host{cluster: name, addr: a}
 			h.healthy.Store(spec.hc == nil)
 			rt.hosts[a] = h
