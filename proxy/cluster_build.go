@@ -69,8 +69,9 @@ func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clu
 		h := rt.hosts[a]
 		if h == nil {
 			// A new host under health checks starts unhealthy until its
-			// first check, as Envoy marks it FAILED_ACTIVE_HC and
-			// PENDING_ACTIVE_HC.
+			// first check: Envoy's upstream_impl.cc sets FAILED_ACTIVE_HC
+			// on a host added "if we are depending on a health checker"
+			// (PENDING_ACTIVE_HC only with ignore_new_hosts_until_first_hc).
 			h = &host{cluster: name, addr: a}
 			h.healthy.Store(spec.hc == nil)
 			rt.hosts[a] = h
