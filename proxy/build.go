@@ -111,10 +111,11 @@ func (b *builder) keepCluster(name string, err error) {
 }
 
 // routesPresent makes a listener warm until its RouteConfigurations exist,
-// and until the clusters those routes name exist. Envoy initialises clusters
-// before listeners at startup, so its first request never meets a missing
-// cluster; warming on clusters gives the proxy the same start (no 503s while
-// CDS is still on its way).
+// and until the clusters those routes name exist and are warm. Envoy
+// initialises clusters before listeners at startup, so its first request
+// never meets a missing or unchecked cluster; warming on clusters gives the
+// proxy the same start (no 503s while CDS or the first health checks are
+// still on their way).
 func (b *builder) routesPresent(ls *listenerState) error {
 	for _, c := range append(append([]*chainState{}, ls.chains...), ls.def) {
 		if c == nil {
@@ -126,8 +127,15 @@ func (b *builder) routesPresent(ls *listenerState) error {
 		}
 		for _, vh := range rt.vhosts {
 			for _, r := range vh.routes {
-				if r.direct == nil && b.next.clusters[r.cluster] == nil {
+				if r.direct != nil {
+					continue
+				}
+				cs := b.next.clusters[r.cluster]
+				if cs == nil {
 					return &missingError{"cluster " + r.cluster}
+				}
+				if cs.warming() {
+					return &missingError{"first health check of cluster " + r.cluster}
 				}
 			}
 		}

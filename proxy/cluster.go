@@ -30,6 +30,20 @@ type clusterState struct {
 	secrets []string
 }
 
+// warming reports whether the cluster waits for its first health-check
+// round. Envoy's cluster warming (docs: intro/arch_overview/upstream/
+// cluster_manager.rst, "Cluster warming") ends after the "initial active
+// health check pass if active health checking is configured", in which
+// "Envoy will send a health check request to each discovered host"; a
+// failed or timed-out check ends a host's part as a success does, so the
+// wait is bounded by the health check timeout. A cluster whose health
+// checking starts now (new, or health checks just added) warms; one that
+// is warm stays warm when hosts are added (they get no traffic until
+// checked, see buildCluster).
+func (c *clusterState) warming() bool {
+	return c.hc != nil && len(c.hosts) > 0 && (c.rt.hcKey == "" || !c.rt.warm.Load())
+}
+
 // clusterSpec is a Cluster checked on its own, before endpoints and secrets.
 type clusterSpec struct {
 	eds            bool

@@ -68,6 +68,10 @@ func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clu
 		keep[a] = true
 		h := rt.hosts[a]
 		if h == nil {
+			// A new host under health checks starts unhealthy until its
+			// first check: Envoy's upstream_impl.cc sets FAILED_ACTIVE_HC
+			// on a host added "if we are depending on a health checker"
+			// (PENDING_ACTIVE_HC only with ignore_new_hosts_until_first_hc).
 			h = &host{cluster: name, addr: a}
 			h.healthy.Store(spec.hc == nil)
 			rt.hosts[a] = h

@@ -70,6 +70,9 @@ type healthChecker struct {
 // hcDeps is what a checker reports into.
 type hcDeps struct {
 	log *slog.Logger
+	// warmed is called once, from a checker goroutine, when the cluster's
+	// first round has finished.
+	warmed func(cluster string)
 }
 
 // startHealthChecker checks each host every interval (no_traffic_interval
@@ -122,6 +125,10 @@ func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme str
 				if now := h.healthy.Load(); now != was {
 					d.log.Info("health check changed host state", "cluster", cluster, "host", h.addr, "healthy", now)
 				}
+				h.probed.Store(true)
+				if allProbed(hosts) && rt.warm.CompareAndSwap(false, true) {
+					d.warmed(cluster)
+				}
 				next := cfg.noTrafficInterval
 				if rt.trafficSeen.Load() {
 					next = cfg.interval
@@ -131,6 +138,16 @@ func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme str
 		}()
 	}
 	return hc
+}
+
+// allProbed reports whether every host has had a health check result.
+func allProbed(hosts []*host) bool {
+	for _, h := range hosts {
+		if !h.probed.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 type probeResult int

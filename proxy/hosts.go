@@ -19,6 +19,9 @@ type host struct {
 	// checked records that a health check has succeeded at least once, so
 	// the first success marks the host healthy at once, as in Envoy.
 	checked atomic.Bool
+	// probed records that a health check has had a result (success,
+	// failure or timeout): the host's part of its cluster's first round.
+	probed atomic.Bool
 
 	mu           sync.Mutex
 	cons5xx      int
@@ -50,6 +53,9 @@ type clusterRuntime struct {
 	trafficSeen atomic.Bool
 	// hcKey is the health-check configuration the checker runs with.
 	hcKey string
+	// warm records that the first health-check round finished: every
+	// host had a result. Hosts added later do not warm the cluster again.
+	warm atomic.Bool
 }
 
 // envoyPanicThreshold is Envoy's default healthy_panic_threshold (50%).

@@ -203,11 +203,36 @@ func (p *Proxy) Update(res client.Resources) {
 	if p.closed {
 		return
 	}
-	prev := p.state.Load()
-	b := &builder{prev: prev, runtimes: p.runtimes, mtlsOptions: p.mtlsOptions}
+	var validated map[*tlsv3.Secret]*secret
 	if v := p.validated.Swap(nil); v != nil {
-		b.validated = *v
+		validated = *v
 	}
+	p.apply(res, validated)
+}
+
+// clusterWarmed rebuilds the state once a cluster's first health-check
+// round has finished, so that the listeners waiting for it start. It is
+// called from a checker goroutine, which the rebuild may stop: it runs on
+// its own goroutine (Shutdown waits for it through bg; checkers stop
+// before that wait).
+func (p *Proxy) clusterWarmed(cluster string) {
+	p.log.Info("cluster warm: first health check round done", "cluster", cluster)
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if st := p.state.Load(); !p.closed && len(st.warming) > 0 {
+			p.apply(st.res, nil)
+		}
+	}()
+}
+
+// apply builds the next state from res, publishes it and reconciles
+// sockets, health checkers and open connections with it. p.mu is held.
+func (p *Proxy) apply(res client.Resources, validated map[*tlsv3.Secret]*secret) {
+	prev := p.state.Load()
+	b := &builder{prev: prev, runtimes: p.runtimes, mtlsOptions: p.mtlsOptions, validated: validated}
 	next := b.build(res)
 	p.state.Store(next)
 	retireTransports(prev, next)
@@ -285,14 +310,20 @@ func (p *Proxy) reconcileClusters(st *state) {
 				h.healthy.Store(true)
 			}
 		case rt.hcKey == "":
-			// Health checking starts now: every host starts unhealthy.
+			// Health checking starts now: every host starts unhealthy and
+			// the cluster warms until each has had a first check.
 			for _, h := range cs.hosts {
 				h.healthy.Store(false)
 				h.checked.Store(false)
+				h.probed.Store(false)
 			}
+			rt.warm.Store(len(cs.hosts) == 0)
 		}
 		if cs.hc != nil {
-			rt.checker = startHealthChecker(name, cs.hc, cs.hosts, cs.scheme, cs.transport, rt, hcDeps{log: p.log})
+			if len(cs.hosts) == 0 {
+				rt.warm.Store(true) // Envoy: no host, nothing to check
+			}
+			rt.checker = startHealthChecker(name, cs.hc, cs.hosts, cs.scheme, cs.transport, rt, hcDeps{log: p.log, warmed: p.clusterWarmed})
 		}
 		rt.hcKey = key
 	}

@@ -103,7 +103,9 @@ func (p *Proxy) Status() Status {
 	// Ready as Envoy's init manager: the first Listener and Cluster responses
 	// have arrived, and every listener is warm and bound. The first update
 	// alone is not enough: it may be CDS before LDS, with nothing to serve.
-	if st.res.Versions[resource.ListenerType] == "" || st.res.Versions[resource.ClusterType] == "" {
+	// The versions are the status's own (not those of a newer state whose
+	// listeners are not bound yet), so they agree with its listener list.
+	if s.Versions[resource.ListenerType] == "" || s.Versions[resource.ClusterType] == "" {
 		s.Ready = false
 	}
 	for _, l := range ls {
