@@ -24,9 +24,9 @@ import (
 )
 
 // assertOwnedHeaders gates FuzzHTTPRequest's identity and underscore
-// assertions: the backend never receives x-forwarded-client-cert, any
-// x-amzn-mtls-clientcert* header, or a header name containing '_' (issue
-// #11 items 4 and 5). Before those fixes the proxy forwarded
+// assertions: the backend never receives x-forwarded-client-cert,
+// x-amzn-mtls-clientcert, any x-amzn-mtls-clientcert-* header, or a header
+// name containing '_' (issue #11 items 4 and 5). Before those fixes the proxy forwarded
 // X_Forwarded_Client_Cert and X-Amzn-Mtls-Clientcert; the seed corpus holds
 // both.
 const assertOwnedHeaders = true
@@ -346,7 +346,10 @@ func takeKey[V any](mu *sync.Mutex, m map[string]V, key string) V {
 func ownedHeaders(h http.Header, out []string) []string {
 	for k := range h {
 		lk := strings.ToLower(k)
-		if lk == "x-forwarded-client-cert" || strings.HasPrefix(lk, "x-amzn-mtls-clientcert") || strings.Contains(lk, "_") {
+		// ALB's identity headers are x-amzn-mtls-clientcert and
+		// x-amzn-mtls-clientcert-*; a name that only begins with the same
+		// letters (x-amzn-mtls-clientcerto) is not one of them.
+		if lk == "x-forwarded-client-cert" || lk == "x-amzn-mtls-clientcert" || strings.HasPrefix(lk, "x-amzn-mtls-clientcert-") || strings.Contains(lk, "_") {
 			out = append(out, k)
 		}
 	}
