@@ -32,6 +32,7 @@ type Results struct {
 	CRLSmall    *CRLCost     `json:"crl_small,omitempty"`
 	CRLLarge    *CRLCost     `json:"crl_large,omitempty"`
 	Fanout      *Fanout      `json:"fanout,omitempty"`
+	Push        []*Push      `json:"push,omitempty"`
 }
 
 func main() {
@@ -39,7 +40,7 @@ func main() {
 	benchproxy := flag.String("benchproxy", "benchproxy", "bench/cmd/benchproxy binary, used when certplane serve refuses the large CRL")
 	work := flag.String("work", "", "scratch directory (required)")
 	out := flag.String("out", "", "write the JSON here (default stdout)")
-	part := flag.String("part", "all", "all, propagation, scale, crl, fanout, crlprof (scale-child is internal)")
+	part := flag.String("part", "all", "all, propagation, scale, crl, fanout, push, crlprof (scale-child is internal)")
 	memprofile := flag.String("memprofile", "heap.pprof", "crlprof: heap profile to write")
 	changes := flag.Int("changes", 200, "propagation: certificate rotations")
 	clients := flag.Int("clients", 1000, "fan-out: ADS clients")
@@ -116,7 +117,7 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 		}
 		checkpoint(&r)
 	}
-	if !want("scale") && !want("crl") && part != "crlprof" {
+	if !want("scale") && !want("crl") && !want("push") && part != "crlprof" {
 		return &r, nil
 	}
 	ca, err := pki.NewRootCA(pki.Options{CommonName: "cpbench scale root"})
@@ -148,6 +149,28 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 			return nil, err
 		}
 		checkpoint(&r)
+	}
+	if want("push") {
+		small, err := f.crl(1_000)
+		if err != nil {
+			return nil, err
+		}
+		// The baseline, the large CRL alone, then every dimension at once:
+		// each a fresh serve process, so RSS and peak are its own.
+		for _, c := range []struct {
+			name                    string
+			listeners, cas, serials int
+			crl                     []byte
+		}{{"push-base", 1, 2, 1_000, small}, {"push-bigcrl", 1, 2, serials, big}, {"push-scale", listeners, cas, serials, big}} {
+			log.Printf("push: %d listeners, %d CAs, %d serials", c.listeners, c.cas, c.serials)
+			p, err := push(ctx, bin, work, c.name, c.listeners, c.cas, c.serials, ca, c.crl, changes/10)
+			if err != nil {
+				p = &Push{Listeners: c.listeners, CAs: c.cas, Serials: c.serials, Error: err.Error()}
+				log.Printf("push: %v", err)
+			}
+			r.Push = append(r.Push, p)
+			checkpoint(&r)
+		}
 	}
 	if want("scale") {
 		if _, err := pki.SaveCADir(filepath.Join(work, "scale", "ca"), ca); err != nil {
