@@ -14,10 +14,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 )
 
 const twoListeners = `listeners:
@@ -160,8 +160,8 @@ func TestPublisherKeepsLastGoodOfInvalidListener(t *testing.T) {
 	if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("listeners %v; want a (last good) and b", got)
 	}
-	st := e.pub.status()
-	if st.Listeners[0].Name != "a" || st.Listeners[0].State != admin.StateLastGood || st.Listeners[1].State != admin.StateServing {
+	st := e.pub.Served().Status()
+	if st.Listeners[0].Name != "a" || st.Listeners[0].State != status.StateLastGood || st.Listeners[1].State != status.StateServing {
 		t.Errorf("status listeners %+v", st.Listeners)
 	}
 	if len(st.Errors) != 1 || st.Errors[0].Listener != "a" || !st.Errors[0].LastGoodServed {
@@ -185,7 +185,7 @@ func TestPublisherNeverValidListenerNotCreated(t *testing.T) {
 	if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("listeners %v; c was never valid and must not exist", got)
 	}
-	st := e.pub.status()
+	st := e.pub.Served().Status()
 	if len(st.Errors) == 0 || st.Errors[0].Listener != "c" || st.Errors[0].LastGoodServed {
 		t.Errorf("status errors %+v; want c, not served", st.Errors)
 	}
@@ -219,7 +219,7 @@ func TestPublisherBrokenConfigFileKeepsItsListeners(t *testing.T) {
 	if !slices.Equal(res.Changed, []string{resource.SecretType}) {
 		t.Errorf("changed %v; want Secrets (a's CRL)", res.Changed)
 	}
-	st := e.pub.status()
+	st := e.pub.Served().Status()
 	var found bool
 	for _, p := range st.Errors {
 		if p.File == file && p.Listener == "" && p.LastGoodServed {
@@ -261,13 +261,13 @@ backends:
 		t.Errorf("errors %v; nothing should be withdrawn", res.Errors)
 	}
 	var clash bool
-	for _, p := range e.pub.status().Errors {
+	for _, p := range e.pub.Served().Status().Errors {
 		if p.Listener == "b" && strings.Contains(p.Reason, "127.0.0.1:8443") {
 			clash = true
 		}
 	}
 	if !clash {
-		t.Errorf("no problem names b's clash on 127.0.0.1:8443: %+v", e.pub.status().Errors)
+		t.Errorf("no problem names b's clash on 127.0.0.1:8443: %+v", e.pub.Served().Status().Errors)
 	}
 	if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("listeners %v", got)

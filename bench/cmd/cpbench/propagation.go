@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/demobackend"
 	"github.com/certplane/certplane/envoy"
 	"github.com/certplane/certplane/pki"
@@ -68,7 +69,7 @@ func propagation(ctx context.Context, work string, n int) (*Propagation, error) 
 		}
 	}
 
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet})
+	cp, err := controlplane.New(controlplane.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}
