@@ -220,6 +220,7 @@ func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, 
 	}
 	g.start(func() error { return cp.Run(ctx) })
 	g.start(func() error { return cp.Serve(ctx, lis, creds) })
+	reloadOnHUP(ctx, cp, log)
 	return cp, target, func() { _ = os.RemoveAll(dir) }, nil
 }
 

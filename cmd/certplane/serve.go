@@ -126,6 +126,7 @@ loopback.`)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	reloadOnHUP(ctx, cp, log)
 	type result struct {
 		what string
 		err  error
