@@ -214,7 +214,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 			return fail(err)
 		}
 		p.cur = b
-		prev.Versions = b.versions
+		prev.Snapshot, prev.Versions = b.snap, b.versions
 		prev.LastPush = p.now()
 		res.Pushed = true
 	}

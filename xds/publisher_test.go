@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"encoding/json"
 	"log/slog"
 	"strings"
 
@@ -349,3 +350,38 @@ func mapsEqual(a, b map[string]string) bool {
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func nodeOf(id string) *core.Node { return &core.Node{Id: id} }
+
+// TestServedIsOneImmutableValuePerUpdate: each Update stores a new Served;
+// one read before a later Update still says exactly what it said (a view
+// computed from it is never torn between two publishes), and it carries the
+// snapshot it describes.
+func TestServedIsOneImmutableValuePerUpdate(t *testing.T) {
+	e := newPubEnv(t)
+	if s := e.pub.Served(); s == nil || s.Ready() || s.Snapshot != nil {
+		t.Fatalf("Served before any Update = %+v; want an empty, not ready value", s)
+	}
+	e.mustUpdate()
+	first := e.pub.Served()
+	before, err := json.Marshal(first.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := e.c.GetSnapshot(allNodes)
+	if err != nil || first.Snapshot != snap {
+		t.Errorf("Served.Snapshot is not the snapshot served (%v)", err)
+	}
+
+	e.tr.Write("certs/server/a/tls.key", e.ca.Server("other.example").KeyPEM(), 0o600)
+	e.mustUpdate()
+	second := e.pub.Served()
+	if second == first || second.Reloads != first.Reloads+1 || len(second.Errors) == 0 {
+		t.Fatalf("second Update's Served: %+v", second)
+	}
+	after, err := json.Marshal(first.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(after) != string(before) {
+		t.Errorf("the first Served changed after a later Update:\nbefore %s\nafter  %s", before, after)
+	}
+}

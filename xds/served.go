@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy"
 	"github.com/certplane/certplane/status"
@@ -16,7 +18,9 @@ import (
 // Update and never modifies it afterwards, so /status, expiry and metrics
 // read it without locks and always see one consistent publish.
 type Served struct {
-	// Versions are the per-type versions served; nil before the first push.
+	// Snapshot is what the cache serves, and Versions its per-type
+	// versions; both nil before the first push.
+	Snapshot *cache.Snapshot
 	Versions Versions
 	// Reloads counts Updates; LastReload is when the last one ran and
 	// LastPush when the served snapshot last changed.
@@ -143,6 +147,7 @@ func (s *Served) Inventory() status.Inventory {
 // publishErr why nothing was published, if so.
 func newServed(prev *Served, units map[string]*unit, m *config.Model, errs []ListenerError, publishErr error) *Served {
 	s := &Served{
+		Snapshot:   prev.Snapshot,
 		Versions:   prev.Versions,
 		Reloads:    prev.Reloads,
 		LastReload: prev.LastReload,
