@@ -69,7 +69,7 @@ func freePort(t testing.TB) int {
 
 // env is a good tree with two listeners, "a" and "b", each with its own
 // server certificate, trust store, config file and backend, served by a real
-// xds.ControlPlane on loopback to a real proxy.Proxy (and to an observer
+// controlplane.Runner on loopback to a real proxy.Proxy (and to an observer
 // ADS client that records exactly what is published).
 type env struct {
 	t  testing.TB
@@ -348,6 +348,24 @@ func (e *env) status() status.Status {
 		e.t.Fatal(err)
 	}
 	return status.Status{ControlPlane: raw.ControlPlane, Proxy: raw.Proxy}
+}
+
+// waitServed waits until cond, a condition on the control plane alone,
+// holds: it checks again after each reload (Updated), not on a timer.
+func (e *env) waitServed(what string, cond func() bool) {
+	e.t.Helper()
+	timeout := time.After(deadline)
+	for {
+		updated := e.cp.Updated()
+		if cond() {
+			return
+		}
+		select {
+		case <-updated:
+		case <-timeout:
+			e.t.Fatalf("timed out after %s waiting for %s", deadline, what)
+		}
+	}
 }
 
 // waitClean waits until nothing is wrong anywhere: no error or warning on
