@@ -33,7 +33,7 @@ type Propagation struct {
 }
 
 // propagation rotates the server certificate n times in a watched
-// directory. An in-process control plane (xds.ControlPlane, the default
+// directory. An in-process control plane (controlplane.Runner, the default
 // watcher hold-off) serves an observing ADS client and an in-process proxy;
 // each rotation times the Secret's arrival at the observer and the first
 // handshake the proxy completes with the new leaf. The poller does full
