@@ -101,6 +101,11 @@ func New(o Options) (*Runner, error) {
 	if o.CertsDir == "" || o.ConfigDir == "" {
 		return nil, errors.New("control plane: both the certs and the config directory are required")
 	}
+	// Run opens the watcher; a missing directory is still an error of New,
+	// so that a command fails before it serves anything.
+	if err := watcher.CheckDirs([]string{o.CertsDir, o.ConfigDir}); err != nil {
+		return nil, err
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -162,7 +167,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		Logger:   r.opts.Logger.With("component", "watcher"),
 	})
 	if err != nil {
-		return fmt.Errorf("control plane: %w", err)
+		return err
 	}
 	wctx, stop := context.WithCancel(ctx)
 	watched := make(chan struct{})
