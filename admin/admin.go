@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/certplane/certplane/status"
 )
 
 // DefaultAddress is loopback: the status names files and clients.
@@ -62,7 +64,7 @@ func Handler(o Options) http.Handler {
 		plain(w, http.StatusServiceUnavailable, "not ready: no valid configuration served yet\n")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		var doc any = Status{}
+		var doc any = status.Status{}
 		if o.Status != nil {
 			doc = o.Status()
 		}

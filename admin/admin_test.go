@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/certplane/certplane/status"
 )
 
 func serve(t *testing.T, o Options) string {
@@ -57,7 +59,7 @@ func TestEndpoints(t *testing.T) {
 		Ready:    ready.Load,
 		Registry: reg,
 		Status: func() any {
-			return Status{ControlPlane: &ControlPlane{Ready: ready.Load(), Versions: map[string]string{"secrets": "abc"}}}
+			return status.Status{ControlPlane: &status.ControlPlane{Ready: ready.Load(), Versions: map[string]string{"secrets": "abc"}}}
 		},
 	})
 
@@ -76,7 +78,7 @@ func TestEndpoints(t *testing.T) {
 	if code != 200 || h.Get("Content-Type") != "application/json" || h.Get("Cache-Control") != "no-store" {
 		t.Fatalf("/status = %d, headers %v", code, h)
 	}
-	var st Status
+	var st status.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func TestCurl(t *testing.T) {
 	if err != nil {
 		t.Skip("curl not installed; TestEndpoints covers the same with net/http")
 	}
-	base := serve(t, Options{Ready: func() bool { return true }, Status: func() any { return Status{} }})
+	base := serve(t, Options{Ready: func() bool { return true }, Status: func() any { return status.Status{} }})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, curl, "-sS", "--fail", base+"/readyz").CombinedOutput()

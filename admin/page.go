@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+
+	"github.com/certplane/certplane/status"
 )
 
 // assets are the status page's files. The page fetches nothing from
@@ -40,7 +42,7 @@ func newPage(status func() any, log *slog.Logger) (*page, error) {
 }
 
 func (p *page) serveIndex(w http.ResponseWriter, _ *http.Request) {
-	var doc any = Status{}
+	var doc any = status.Status{}
 	if p.status != nil {
 		doc = p.status()
 	}

@@ -1,14 +1,13 @@
 package admin
 
 import (
-	"bytes"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/certplane/certplane/status"
 )
 
 // TestPageEmbedsStatus checks the page: the /status document embedded
@@ -17,8 +16,8 @@ import (
 func TestPageEmbedsStatus(t *testing.T) {
 	hostile := "CN=</script><script>alert(1)</script>"
 	base := serve(t, Options{Status: func() any {
-		return Status{ControlPlane: &ControlPlane{Ready: true, Listeners: []Listener{{Name: "https", Address: "127.0.0.1:8443",
-			Certificates: []Certificate{{Subject: hostile}}}}}}
+		return status.Status{ControlPlane: &status.ControlPlane{Ready: true, Listeners: []status.Listener{{Name: "https", Address: "127.0.0.1:8443",
+			Certificates: []status.Certificate{{Subject: hostile}}}}}}
 	}})
 	code, body, hdr := get(t, base+"/")
 	if code != http.StatusOK {
@@ -38,7 +37,7 @@ func TestPageEmbedsStatus(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no embedded status in:\n%s", body)
 	}
-	var doc Status
+	var doc status.Status
 	if err := json.Unmarshal([]byte(m[1]), &doc); err != nil {
 		t.Fatalf("embedded status is not JSON: %v\n%s", err, m[1])
 	}
@@ -88,68 +87,4 @@ func TestPageWithoutStatus(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(body, `<script type="application/json" id="initial-status">{}</script>`) {
 		t.Fatalf("GET / = %d:\n%s", code, body)
 	}
-}
-
-func TestExpiryState(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, c := range []struct {
-		at   time.Time
-		want string
-	}{
-		{now.Add(31 * 24 * time.Hour), ExpiryOK},
-		{now.Add(DefaultExpiryWarning), ExpiryOK},
-		{now.Add(DefaultExpiryWarning - time.Second), ExpiryExpiring},
-		{now.Add(time.Second), ExpiryExpiring},
-		{now, ExpiryExpired},
-		{now.Add(-time.Hour), ExpiryExpired},
-	} {
-		if got := ExpiryState(c.at, now, DefaultExpiryWarning); got != c.want {
-			t.Errorf("ExpiryState(now%+v) = %s, want %s", c.at.Sub(now), got, c.want)
-		}
-	}
-}
-
-// TestExpiryWatchLogsOncePerCrossing: one line when an item comes within the
-// threshold, one when it expires, one when it is renewed; nothing on the
-// checks in between, however many.
-func TestExpiryWatchLogsOncePerCrossing(t *testing.T) {
-	var buf bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
-	w := NewExpiryWatch(10*24*time.Hour, log)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	notAfter := t0.Add(15 * 24 * time.Hour)
-	cert := func(at time.Time) []Expiry {
-		return []Expiry{
-			{Kind: KindServer, Name: "server/default", Subject: "CN=localhost", File: "certs/server/default/tls.crt", At: at},
-			{Kind: KindCA, Name: "trust/clients", Subject: "CN=CA", At: t0.Add(3650 * 24 * time.Hour)},
-		}
-	}
-	step := func(now time.Time, items []Expiry, want string) {
-		t.Helper()
-		buf.Reset()
-		for range 3 { // resyncs: the same state logs once
-			w.Check(now, items)
-		}
-		if got := buf.String(); got != want {
-			t.Errorf("at %s:\n got: %q\nwant: %q", now.Format(time.DateOnly), got, want)
-		}
-	}
-	step(t0, cert(notAfter), "")
-	step(t0.Add(4*24*time.Hour), cert(notAfter), "")
-	step(t0.Add(5*24*time.Hour+time.Hour), cert(notAfter),
-		`level=WARN msg="server certificate expires soon" kind=server name=server/default subject="CN=localhost" expires=2026-01-16T00:00:00Z file=certs/server/default/tls.crt left=9d threshold=240h0m0s`+"\n")
-	step(t0.Add(15*24*time.Hour), cert(notAfter),
-		`level=ERROR msg="server certificate has expired: clients refuse it" kind=server name=server/default subject="CN=localhost" expires=2026-01-16T00:00:00Z file=certs/server/default/tls.crt`+"\n")
-	renewed := t0.Add(400 * 24 * time.Hour)
-	step(t0.Add(15*24*time.Hour), cert(renewed),
-		`level=INFO msg="renewed: no longer within the expiry warning threshold" kind=server name=server/default subject="CN=localhost" expires=2027-02-05T00:00:00Z file=certs/server/default/tls.crt`+"\n")
-	// A CRL first seen already near its nextUpdate warns at once.
-	crl := []Expiry{{Kind: KindCRL, Name: "trust/clients", Subject: "CN=CA", At: t0.Add(20 * 24 * time.Hour)}}
-	step(t0.Add(15*24*time.Hour), crl,
-		`level=WARN msg="CRL nextUpdate is near: publish a fresh CRL before then, or clients of its CA are refused" kind=crl name=trust/clients subject="CN=CA" expires=2026-01-21T00:00:00Z left=5d threshold=240h0m0s`+"\n")
 }

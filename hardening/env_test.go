@@ -27,8 +27,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/pki/pkitest"
 	"github.com/certplane/certplane/proxy"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds"
 	"github.com/certplane/certplane/xds/client"
 )
@@ -67,7 +69,7 @@ func freePort(t testing.TB) int {
 
 // env is a good tree with two listeners, "a" and "b", each with its own
 // server certificate, trust store, config file and backend, served by a real
-// xds.ControlPlane on loopback to a real proxy.Proxy (and to an observer
+// controlplane.Runner on loopback to a real proxy.Proxy (and to an observer
 // ADS client that records exactly what is published).
 type env struct {
 	t  testing.TB
@@ -79,7 +81,7 @@ type env struct {
 	revokedA             *pkitest.Leaf // listed in A's issuing CA's CRL
 	portA, portB         int
 
-	cp       *xds.ControlPlane
+	cp       *controlplane.Runner
 	prx      *proxy.Proxy
 	xdsAddr  string
 	adminURL string
@@ -170,7 +172,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 
 	reg := admin.NewRegistry()
-	cp, err := xds.NewControlPlane(xds.Options{
+	cp, err := controlplane.New(controlplane.Options{
 		CertsDir: e.tr.Certs, ConfigDir: e.tr.Config,
 		HoldOff: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond, Resync: -1,
 		Registry: reg, Logger: testLogger(),
@@ -207,7 +209,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	e.adminURL = "http://" + alis.Addr().String()
 	h := admin.Handler(admin.Options{
-		Status:   func() any { return admin.Status{ControlPlane: cp.Status(), Proxy: e.prx.Status()} },
+		Status:   func() any { return status.Status{ControlPlane: cp.Status(), Proxy: e.prx.Status()} },
 		Ready:    cp.Ready,
 		Registry: reg,
 	})
@@ -331,7 +333,7 @@ func (e *env) rotateB() *big.Int {
 }
 
 // status fetches /status over HTTP, as an operator would.
-func (e *env) status() admin.Status {
+func (e *env) status() status.Status {
 	e.t.Helper()
 	resp, err := http.Get(e.adminURL + "/status")
 	if err != nil {
@@ -339,13 +341,31 @@ func (e *env) status() admin.Status {
 	}
 	defer resp.Body.Close()
 	var raw struct {
-		ControlPlane *admin.ControlPlane `json:"control_plane"`
-		Proxy        proxy.Status        `json:"proxy"`
+		ControlPlane *status.ControlPlane `json:"control_plane"`
+		Proxy        proxy.Status         `json:"proxy"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
 		e.t.Fatal(err)
 	}
-	return admin.Status{ControlPlane: raw.ControlPlane, Proxy: raw.Proxy}
+	return status.Status{ControlPlane: raw.ControlPlane, Proxy: raw.Proxy}
+}
+
+// waitServed waits until cond, a condition on the control plane alone,
+// holds: it checks again after each reload (Updated), not on a timer.
+func (e *env) waitServed(what string, cond func() bool) {
+	e.t.Helper()
+	timeout := time.After(deadline)
+	for {
+		updated := e.cp.Updated()
+		if cond() {
+			return
+		}
+		select {
+		case <-updated:
+		case <-timeout:
+			e.t.Fatalf("timed out after %s waiting for %s", deadline, what)
+		}
+	}
 }
 
 // waitClean waits until nothing is wrong anywhere: no error or warning on

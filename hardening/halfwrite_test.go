@@ -30,7 +30,7 @@ func TestHalfWrittenCertificate(t *testing.T) {
 	if _, err := f.Write(pemBytes[:half]); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the half-written file reported", func() bool {
+	e.waitServed("the half-written file reported", func() bool {
 		for _, p := range e.cp.Status().Errors {
 			if p.File == e.path(crtA) && strings.Contains(p.Reason, "malformed or truncated PEM block at line 1") && p.LastGoodServed {
 				return true

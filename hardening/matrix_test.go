@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 )
 
 // badCase is one defect applied to listener A's inputs.
@@ -331,7 +331,7 @@ func TestBadInputMatrix(t *testing.T) {
 
 			// (b) the control plane: the defect is reported, B's new
 			// certificate is published, and A's resources are unchanged.
-			var found admin.Problem
+			var found status.Problem
 			waitFor(t, "the defect on /status and B's new certificate published", func() bool {
 				if s := e.obs.secretSerial("server/b"); s == nil || s.Cmp(newB) != 0 {
 					return false
@@ -424,7 +424,7 @@ func TestBadInputMatrix(t *testing.T) {
 // file's last good content is served, so A's resources are the baseline
 // bytes and A is served from current inputs; /status names the problem and
 // says what is served.
-func (e *env) checkFileLastGood(t *testing.T, st admin.Status, p admin.Problem) {
+func (e *env) checkFileLastGood(t *testing.T, st status.Status, p status.Problem) {
 	t.Helper()
 	if got := e.obs.hashesA(); !equalHashes(got, e.baseline) {
 		t.Errorf("A's published resources changed:\n got %v\nwant %v", got, e.baseline)
@@ -433,8 +433,8 @@ func (e *env) checkFileLastGood(t *testing.T, st admin.Status, p admin.Problem) 
 		t.Errorf("/status problem %+v does not say the file's last good content is served", p)
 	}
 	for _, l := range st.ControlPlane.Listeners {
-		if l.State != admin.StateServing {
-			t.Errorf("/status listener %s state %q, want %q", l.Name, l.State, admin.StateServing)
+		if l.State != status.StateServing {
+			t.Errorf("/status listener %s state %q, want %q", l.Name, l.State, status.StateServing)
 		}
 	}
 }
@@ -457,7 +457,7 @@ func secretHolds(o *observer, name string, data []byte) bool {
 // checkLastGood asserts (b) for a blocking defect: A's resources are the
 // baseline bytes, /status says A is served from its last good version and
 // names the problem.
-func (e *env) checkLastGood(t *testing.T, st admin.Status, p admin.Problem) {
+func (e *env) checkLastGood(t *testing.T, st status.Status, p status.Problem) {
 	t.Helper()
 	if got := e.obs.hashesA(); !equalHashes(got, e.baseline) {
 		t.Errorf("A's published resources changed:\n got %v\nwant %v", got, e.baseline)
@@ -465,18 +465,18 @@ func (e *env) checkLastGood(t *testing.T, st admin.Status, p admin.Problem) {
 	if !p.LastGoodServed {
 		t.Errorf("/status problem %+v: last_good_served is false", p)
 	}
-	var a *admin.Listener
+	var a *status.Listener
 	for i := range st.ControlPlane.Listeners {
 		if st.ControlPlane.Listeners[i].Name == "a" {
 			a = &st.ControlPlane.Listeners[i]
 		}
 	}
-	if a == nil || a.State != admin.StateLastGood {
-		t.Errorf("/status listener a = %+v, want state %q", a, admin.StateLastGood)
+	if a == nil || a.State != status.StateLastGood {
+		t.Errorf("/status listener a = %+v, want state %q", a, status.StateLastGood)
 	}
 	for _, l := range st.ControlPlane.Listeners {
-		if l.Name == "b" && l.State != admin.StateServing {
-			t.Errorf("/status listener b state %q, want %q", l.State, admin.StateServing)
+		if l.Name == "b" && l.State != status.StateServing {
+			t.Errorf("/status listener b state %q, want %q", l.State, status.StateServing)
 		}
 	}
 }

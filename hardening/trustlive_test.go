@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds/client"
 )
 
@@ -219,7 +219,7 @@ func (p *planes) restartServe() {
 }
 
 // status is serve's /status, as an operator fetches it.
-func (p *planes) status() *admin.ControlPlane {
+func (p *planes) status() *status.ControlPlane {
 	p.t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", p.adminPort))
 	if err != nil {
@@ -227,7 +227,7 @@ func (p *planes) status() *admin.ControlPlane {
 	}
 	defer resp.Body.Close()
 	var raw struct {
-		ControlPlane *admin.ControlPlane `json:"control_plane"`
+		ControlPlane *status.ControlPlane `json:"control_plane"`
 	}
 	if json.NewDecoder(resp.Body).Decode(&raw) != nil {
 		return nil

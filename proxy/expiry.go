@@ -6,13 +6,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/status"
 )
 
-// watchExpiry re-evaluates expiry every admin.ExpiryCheckEvery until ctx
+// watchExpiry re-evaluates expiry every status.ExpiryCheckEvery until ctx
 // ends: an item crosses the threshold with time, not with an update.
 func (p *Proxy) watchExpiry(ctx context.Context) {
-	t := time.NewTicker(admin.ExpiryCheckEvery)
+	t := time.NewTicker(status.ExpiryCheckEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -26,7 +26,7 @@ func (p *Proxy) watchExpiry(ctx context.Context) {
 
 // checkExpiry logs the threshold crossings of what the proxy serves now.
 func (p *Proxy) checkExpiry(now time.Time) {
-	p.expiry.Check(now, p.expiryItems(p.state.Load()))
+	p.expiry.Check(now, status.Expiries(inventory(p.state.Load())))
 }
 
 var descExpiringSoon = prometheus.NewDesc("certplane_proxy_expiring_soon",
@@ -41,9 +41,9 @@ func (expiringCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descExpiri
 
 func (c expiringCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	for _, e := range c.p.expiryItems(c.p.state.Load()) {
+	for _, e := range status.Expiries(inventory(c.p.state.Load())) {
 		v := 0.0
-		if admin.ExpiryState(e.At, now, c.p.expiry.Threshold()) != admin.ExpiryOK {
+		if status.ExpiryState(e.At, now, c.p.expiry.Threshold()) != status.ExpiryOK {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descExpiringSoon, prometheus.GaugeValue, v, e.Kind, e.Name, e.Subject)

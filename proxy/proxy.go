@@ -25,8 +25,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds/client"
 )
 
@@ -49,7 +49,7 @@ type Options struct {
 	MTLS mtls.Options
 	// ExpiryWarning is how close to expiry a received certificate or CRL
 	// nextUpdate is flagged (status, certplane_proxy_expiring_soon) and
-	// logged; zero means admin.DefaultExpiryWarning (30 days).
+	// logged; zero means status.DefaultExpiryWarning (30 days).
 	ExpiryWarning time.Duration
 	// QuietExpiry turns the expiry log lines off, when a control plane in
 	// the same process already logs them with their files.
@@ -89,8 +89,8 @@ type Proxy struct {
 
 	bg sync.WaitGroup // drains in flight
 
-	handshakes handshakeRing      // the last hour of handshake results
-	expiry     *admin.ExpiryWatch // logs threshold crossings
+	handshakes handshakeRing       // the last hour of handshake results
+	expiry     *status.ExpiryWatch // logs threshold crossings
 }
 
 // New makes a proxy that serves nothing until its first update.
@@ -124,7 +124,7 @@ func New(opts Options) *Proxy {
 	if opts.QuietExpiry {
 		expiryLog = slog.New(slog.DiscardHandler)
 	}
-	p.expiry = admin.NewExpiryWatch(opts.ExpiryWarning, expiryLog)
+	p.expiry = status.NewExpiryWatch(opts.ExpiryWarning, expiryLog)
 	p.reg.MustRegister(expiringCollector{p})
 	return p
 }

@@ -1,15 +1,11 @@
 package proxy
 
 import (
-	"encoding/json"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"net/http"
 	"sort"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/status"
 )
 
 // Status is the proxy's view for /status.
@@ -23,12 +19,12 @@ type Status struct {
 	// (their previous version keeps serving), by "type/name".
 	Problems map[string]string `json:"problems,omitempty"`
 	// TrustStores are the validation-context secrets received.
-	TrustStores []admin.TrustStore `json:"trust_stores"`
+	TrustStores []status.TrustStore `json:"trust_stores"`
 	// ExpiryWarningSeconds is the threshold under which Expiring lists an item.
 	ExpiryWarningSeconds int64 `json:"expiry_warning_seconds"`
 	// Expiring lists received certificates and CRLs within the threshold or
 	// expired, soonest first.
-	Expiring []admin.Expiry `json:"expiring"`
+	Expiring []status.Expiry `json:"expiring"`
 	// Handshakes is the last hour of handshake results, per minute.
 	Handshakes *HandshakeHistory `json:"handshakes"`
 }
@@ -44,7 +40,7 @@ type ListenerStatus struct {
 	// ClientCertificate is required, optional or not_requested.
 	ClientCertificate string `json:"client_certificate,omitempty"`
 	// Certificates are the certificates the listener presents.
-	Certificates []admin.Certificate `json:"certificates,omitempty"`
+	Certificates []status.Certificate `json:"certificates,omitempty"`
 }
 
 // ClusterStatus is one cluster and its hosts.
@@ -133,26 +129,3 @@ func (p *Proxy) Status() Status {
 // Ready reports whether the proxy has received its configuration and every
 // listener is warm and bound.
 func (p *Proxy) Ready() bool { return p.Status().Ready }
-
-// AdminHandler serves /healthz, /readyz, /status and /metrics.
-func (p *Proxy) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(p.Status())
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg}))
-	return mux
-}

@@ -3,7 +3,7 @@ package proxy
 import (
 	"time"
 
-	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/status"
 )
 
 // Client certificate policies of a listener, as the proxy applies them.
@@ -33,7 +33,7 @@ func (p *Proxy) addView(s *Status, st *state, now time.Time) {
 				continue
 			}
 			seen[c.certName] = true
-			cert := admin.CertificateOf(c.leaf, "")
+			cert := status.CertificateOf(c.leaf, "")
 			cert.Name = c.certName
 			s.Listeners[i].Certificates = append(s.Listeners[i].Certificates, cert)
 			if s.Listeners[i].ClientCertificate == "" {
@@ -41,32 +41,13 @@ func (p *Proxy) addView(s *Status, st *state, now time.Time) {
 			}
 		}
 	}
-	s.TrustStores = []admin.TrustStore{}
-	for _, name := range sortedKeys(st.secrets) {
-		sec := st.secrets[name]
-		if sec.vc == nil {
-			continue
-		}
-		ts := admin.TrustStore{Name: name, State: admin.StateServing, CACount: len(sec.roots), CAs: []admin.Certificate{}, CRLs: []admin.CRL{}}
-		for _, ca := range sec.roots {
-			ts.CAs = append(ts.CAs, admin.CertificateOf(ca, ""))
-		}
-		for _, rl := range sec.crls.Info() {
-			// admin.CRLOf's fields, from the reduced parse.
-			ts.CRLs = append(ts.CRLs, admin.CRL{Issuer: rl.Issuer, Number: rl.Number,
-				ThisUpdate: rl.ThisUpdate.UTC(), NextUpdate: rl.NextUpdate.UTC(), Revoked: rl.Revoked})
-		}
-		s.TrustStores = append(s.TrustStores, ts)
+	inv := inventory(st)
+	s.TrustStores = []status.TrustStore{}
+	for _, name := range sortedKeys(inv.Stores) {
+		s.TrustStores = append(s.TrustStores, *inv.Stores[name])
 	}
-	items := p.expiryItems(st)
-	admin.Classify(items, now, p.expiry.Threshold())
 	s.ExpiryWarningSeconds = int64(p.expiry.Threshold() / time.Second)
-	s.Expiring = []admin.Expiry{}
-	for _, it := range items {
-		if it.State != admin.ExpiryOK {
-			s.Expiring = append(s.Expiring, it)
-		}
-	}
+	s.Expiring = status.Expiring(status.Expiries(inv), now, p.expiry.Threshold())
 	s.Handshakes = p.handshakes.history(now)
 }
 
@@ -80,10 +61,10 @@ func clientCertPolicy(c *chainState) string {
 	return ClientCertOptional
 }
 
-// expiryItems lists the certificates and CRLs of the state's secrets. A key
-// pair that some listener presents is a server certificate; any other is a
-// client certificate for upstream mTLS.
-func (p *Proxy) expiryItems(st *state) []admin.Expiry {
+// inventory describes the state's secrets for status.Expiries and the
+// status's trust stores. A key pair that some listener presents is a
+// server certificate; any other is a client certificate for upstream mTLS.
+func inventory(st *state) status.Inventory {
 	served := map[string]bool{}
 	for _, ls := range st.listeners {
 		for _, c := range append(append([]*chainState{}, ls.chains...), ls.def) {
@@ -92,36 +73,29 @@ func (p *Proxy) expiryItems(st *state) []admin.Expiry {
 			}
 		}
 	}
-	var out []admin.Expiry
-	for name, sec := range st.secrets {
+	inv := status.Inventory{Stores: map[string]*status.TrustStore{}}
+	for _, name := range sortedKeys(st.secrets) {
+		sec := st.secrets[name]
 		switch {
 		case sec.keyPair != nil:
-			kind := admin.KindClient
+			c := status.CertificateOf(sec.keyPair.Leaf, "")
+			c.Name = name
 			if served[name] {
-				kind = admin.KindServer
+				inv.Servers = append(inv.Servers, c)
+			} else {
+				inv.Clients = append(inv.Clients, c)
 			}
-			out = append(out, admin.Expiry{Kind: kind, Name: name, Subject: sec.keyPair.Leaf.Subject.String(), At: sec.keyPair.Leaf.NotAfter})
 		case sec.vc != nil:
+			ts := &status.TrustStore{Name: name, State: status.StateServing, CACount: len(sec.roots), CAs: []status.Certificate{}, CRLs: []status.CRL{}}
 			for _, ca := range sec.roots {
-				out = append(out, admin.Expiry{Kind: admin.KindCA, Name: name, Subject: ca.Subject.String(), At: ca.NotAfter})
+				ts.CAs = append(ts.CAs, status.CertificateOf(ca, ""))
 			}
 			for _, rl := range sec.crls.Info() {
-				if !rl.NextUpdate.IsZero() {
-					out = append(out, admin.Expiry{Kind: admin.KindCRL, Name: name, Subject: rl.Issuer, At: rl.NextUpdate})
-				}
+				ts.CRLs = append(ts.CRLs, status.CRL{Issuer: rl.Issuer, Number: rl.Number,
+					ThisUpdate: rl.ThisUpdate.UTC(), NextUpdate: rl.NextUpdate.UTC(), Revoked: rl.Revoked})
 			}
+			inv.Stores[name] = ts
 		}
 	}
-	// Two CAs or CRLs of one store may share a subject: keep the earliest,
-	// so the key (and the metric's labels) stay unique.
-	admin.SortExpiries(out)
-	seen := map[string]bool{}
-	uniq := out[:0]
-	for _, e := range out {
-		if !seen[e.Key()] {
-			seen[e.Key()] = true
-			uniq = append(uniq, e)
-		}
-	}
-	return uniq
+	return inv
 }

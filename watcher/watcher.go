@@ -95,14 +95,8 @@ func New(opts Options) (*Watcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range opts.Dirs {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return nil, fmt.Errorf("watcher: %w", err)
-		}
-		if !fi.IsDir() {
-			return nil, fmt.Errorf("watcher: %s is not a directory", d)
-		}
+	if err := CheckDirs(opts.Dirs); err != nil {
+		return nil, err
 	}
 	fw, err := fsnotify.NewBufferedWatcher(1024)
 	if err != nil {
@@ -120,6 +114,22 @@ func New(opts Options) (*Watcher, error) {
 	}
 	w.watchParents()
 	return w, nil
+}
+
+// CheckDirs reports, as New would, a directory that cannot be watched
+// because it is missing or not a directory. It opens nothing: a caller
+// that creates its watcher later can fail early, before serving anything.
+func CheckDirs(dirs []string) error {
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("watcher: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("watcher: %s is not a directory", d)
+		}
+	}
+	return nil
 }
 
 // watchParents watches the directory holding each root, so that the root's

@@ -1,85 +1,69 @@
 package xds
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"slices"
-	"strings"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy"
+	"github.com/certplane/certplane/status"
 )
 
-// unitInfo is what /status and the expiry metrics say about one served
-// listener unit. It is captured from the model when the unit is accepted, so
-// a listener served from its last good version reports the certificates it
-// actually serves, not the broken ones on disk.
+// unitInfo is what /status and expiry say about one served listener unit.
+// It is captured from the model when the unit is accepted, so a listener
+// served from its last good version reports the certificates it actually
+// serves, not the broken ones on disk.
 type unitInfo struct {
-	listener admin.Listener
-	clients  map[string]admin.Certificate // upstream key pairs, by Secret name
+	listener status.Listener
+	clients  map[string]status.Certificate // upstream key pairs, by Secret name
 	// trust is shared, read-only, by every unit of one update that uses the
 	// store (see infoCache).
-	trust  map[string]*admin.TrustStore // by store name
-	expiry []expiry                     // the unit's own server and client certificates
-	// trustExpiry holds its stores' CAs, shared read-only like trust.
-	trustExpiry [][]expiry
+	trust map[string]*status.TrustStore // by store name
 }
 
-// infoCache builds each trust store's status and expiry items once per
-// update: every listener verifying against one store of 10,000 CAs would
-// otherwise hold its own copy of 10,000 certificate summaries.
+// infoCache builds each trust store's summary once per update: every
+// listener verifying against one store of 10,000 CAs would otherwise hold
+// its own copy of 10,000 certificate summaries.
 type infoCache struct {
-	trust  map[*config.TrustStore]*admin.TrustStore
-	expiry map[*config.TrustStore][]expiry
+	trust map[*config.TrustStore]*status.TrustStore
 }
 
 func newInfoCache() *infoCache {
-	return &infoCache{trust: map[*config.TrustStore]*admin.TrustStore{}, expiry: map[*config.TrustStore][]expiry{}}
+	return &infoCache{trust: map[*config.TrustStore]*status.TrustStore{}}
 }
 
-func (c *infoCache) store(ts *config.TrustStore) (*admin.TrustStore, []expiry) {
+func (c *infoCache) store(ts *config.TrustStore) *status.TrustStore {
 	if info, ok := c.trust[ts]; ok {
-		return info, c.expiry[ts]
+		return info
 	}
 	info := trustInfo(ts)
-	secret := envoy.TrustSecretName(ts.Name)
-	exp := make([]expiry, 0, len(ts.CAs))
-	for _, ca := range ts.CAs {
-		exp = append(exp, expiryOf(secret, "ca", ca))
-	}
-	c.trust[ts], c.expiry[ts] = info, exp
-	return info, exp
-}
-
-// expiry is one certificate's end of validity, for the expiry gauge.
-type expiry struct {
-	secret, kind, subject, serial string
-	notAfter                      int64 // Unix seconds
+	c.trust[ts] = info
+	return info
 }
 
 func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 	in := unitInfo{
-		listener: admin.Listener{
+		listener: status.Listener{
 			Name:       l.Name,
 			Address:    l.Address,
 			SourceFile: l.SourceFile,
-			State:      admin.StateServing,
+			State:      status.StateServing,
 			ClientAuth: l.ClientAuth.Mode,
 			TrustStore: l.ClientAuth.TrustStore,
 		},
-		clients: map[string]admin.Certificate{},
-		trust:   map[string]*admin.TrustStore{},
+		clients: map[string]status.Certificate{},
+		trust:   map[string]*status.TrustStore{},
 	}
 	for _, name := range l.Certificates {
 		kp := m.Servers[name]
 		if kp == nil || len(kp.Chain) == 0 {
 			continue
 		}
-		secret := envoy.ServerSecretName(name)
-		c := admin.CertificateOf(kp.Chain[0], kp.CertFile)
-		c.Name = secret
+		c := status.CertificateOf(kp.Chain[0], kp.CertFile)
+		c.Name = envoy.ServerSecretName(name)
 		in.listener.Certificates = append(in.listener.Certificates, c)
-		in.expiry = append(in.expiry, expiryOf(secret, "server", kp.Chain[0]))
 	}
 	stores := []string{}
 	if l.ClientAuth.TrustStore != "" && l.ClientAuth.Mode != config.ModeOff && l.ClientAuth.Mode != config.ModePassthrough {
@@ -102,10 +86,9 @@ func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 		}
 		if kp := m.Clients[be.TLS.Certificate]; kp != nil && len(kp.Chain) > 0 {
 			secret := envoy.ClientSecretName(kp.Name)
-			c := admin.CertificateOf(kp.Chain[0], kp.CertFile)
+			c := status.CertificateOf(kp.Chain[0], kp.CertFile)
 			c.Name = secret
 			in.clients[secret] = c
-			in.expiry = append(in.expiry, expiryOf(secret, "client", kp.Chain[0]))
 		}
 	}
 	for _, s := range stores {
@@ -113,37 +96,42 @@ func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 		if ts == nil || in.trust[s] != nil {
 			continue
 		}
-		info, exp := cache.store(ts)
-		in.trust[s] = info
-		in.trustExpiry = append(in.trustExpiry, exp)
+		in.trust[s] = cache.store(ts)
 	}
 	return in
 }
 
-func trustInfo(ts *config.TrustStore) *admin.TrustStore {
-	out := &admin.TrustStore{
+func trustInfo(ts *config.TrustStore) *status.TrustStore {
+	out := &status.TrustStore{
 		Name:    ts.Name,
-		State:   admin.StateServing,
+		State:   status.StateServing,
 		CACount: len(ts.CAs),
-		CAs:     []admin.Certificate{},
-		CRLs:    []admin.CRL{},
+		CAs:     []status.Certificate{},
+		CRLs:    []status.CRL{},
 		Files:   ts.Files,
 	}
 	for _, ca := range ts.CAs {
-		out.CAs = append(out.CAs, admin.CertificateOf(ca, ""))
+		out.CAs = append(out.CAs, status.CertificateOf(ca, ""))
 	}
 	for _, crl := range ts.CRLs {
-		out.CRLs = append(out.CRLs, admin.CRLOf(crl))
+		out.CRLs = append(out.CRLs, crlSummary(crl))
 	}
 	return out
 }
 
-func expiryOf(secret, kind string, c *x509.Certificate) expiry {
-	return expiry{
-		secret:   secret,
-		kind:     kind,
-		subject:  c.Subject.String(),
-		serial:   strings.ToLower(c.SerialNumber.Text(16)),
-		notAfter: c.NotAfter.Unix(),
+// crlSummary is what the status keeps of an admitted CRL: its fields, not
+// its parsed entries.
+func crlSummary(rl *x509.RevocationList) status.CRL {
+	sum := sha256.Sum256(rl.Raw)
+	c := status.CRL{
+		Issuer:     rl.Issuer.String(),
+		ThisUpdate: rl.ThisUpdate.UTC(),
+		NextUpdate: rl.NextUpdate.UTC(),
+		Revoked:    len(rl.RevokedCertificateEntries),
+		SHA256:     hex.EncodeToString(sum[:]),
 	}
+	if rl.Number != nil {
+		c.Number = rl.Number.String()
+	}
+	return c
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 
-	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/status"
 )
 
 // tracker is the server's callbacks: it knows every open stream, the node
@@ -40,7 +40,7 @@ type streamState struct {
 	delta  bool
 	// sent holds, per type URL, the nonce and version of the last response.
 	sent  map[string]sentResponse
-	types map[string]*admin.TypeState
+	types map[string]*status.TypeState
 }
 
 type sentResponse struct{ nonce, version string }
@@ -76,7 +76,7 @@ func (t *tracker) callbacks() server.Callbacks {
 }
 
 func (t *tracker) open(ctx context.Context, id int64, delta bool) {
-	st := &streamState{opened: t.now(), delta: delta, sent: map[string]sentResponse{}, types: map[string]*admin.TypeState{}, cert: peerCert(ctx)}
+	st := &streamState{opened: t.now(), delta: delta, sent: map[string]sentResponse{}, types: map[string]*status.TypeState{}, cert: peerCert(ctx)}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.peer = p.Addr.String()
 	}
@@ -102,16 +102,16 @@ func (t *tracker) close(id int64) {
 // be one of cert's NodeIdentities.
 func (t *tracker) admit(n *core.Node, cert *x509.Certificate) error {
 	if t.only != "" && n.GetId() != t.only {
-		return status.Errorf(codes.PermissionDenied, "node %q is not served: this control plane serves only node %q (--node-id)", n.GetId(), t.only)
+		return grpcstatus.Errorf(codes.PermissionDenied, "node %q is not served: this control plane serves only node %q (--node-id)", n.GetId(), t.only)
 	}
 	if !t.bind {
 		return nil
 	}
 	if cert == nil {
-		return status.Errorf(codes.PermissionDenied, "node %q refused: node ids are bound to client certificates (--xds-bind-node-id) and this connection has none", n.GetId())
+		return grpcstatus.Errorf(codes.PermissionDenied, "node %q refused: node ids are bound to client certificates (--xds-bind-node-id) and this connection has none", n.GetId())
 	}
 	if !nodeBound(n.GetId(), cert) {
-		return status.Errorf(codes.PermissionDenied, "node %q refused: node ids are bound to client certificates (--xds-bind-node-id) and this one may be %q only", n.GetId(), NodeIdentities(cert))
+		return grpcstatus.Errorf(codes.PermissionDenied, "node %q refused: node ids are bound to client certificates (--xds-bind-node-id) and this one may be %q only", n.GetId(), NodeIdentities(cert))
 	}
 	return nil
 }
@@ -150,7 +150,7 @@ func (t *tracker) onRequest(id int64, req *discovery.DiscoveryRequest) error {
 		t.metrics.setConnected(n)
 		t.log.Info("xds stream opened", "node", node.GetId(), "cluster", node.GetCluster(), "stream", id, "peer", st.peer)
 	} else if node == nil {
-		return status.Error(codes.InvalidArgument, "the first request on a stream must carry a node")
+		return grpcstatus.Error(codes.InvalidArgument, "the first request on a stream must carry a node")
 	}
 
 	typeURL := req.GetTypeUrl()
@@ -238,10 +238,10 @@ func (t *tracker) onResponse(id int64, typeURL, nonce, version string) {
 	st.typeState(typeURL).LastSent = version
 }
 
-func (st *streamState) typeState(typeURL string) *admin.TypeState {
+func (st *streamState) typeState(typeURL string) *status.TypeState {
 	ts := st.types[typeURL]
 	if ts == nil {
-		ts = &admin.TypeState{}
+		ts = &status.TypeState{}
 		st.types[typeURL] = ts
 	}
 	return ts
@@ -260,10 +260,10 @@ func (t *tracker) connectedLocked() int {
 
 // nodes returns every connected node, merging its streams (Envoy opens one
 // ADS stream; other clients may open one per type).
-func (t *tracker) nodes() []admin.Node {
+func (t *tracker) nodes() []status.Node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	byID := map[string]*admin.Node{}
+	byID := map[string]*status.Node{}
 	for _, id := range sortedStreamIDs(t.streams) {
 		st := t.streams[id]
 		if st.node == nil {
@@ -271,7 +271,7 @@ func (t *tracker) nodes() []admin.Node {
 		}
 		n := byID[st.node.GetId()]
 		if n == nil {
-			n = &admin.Node{ID: st.node.GetId(), Cluster: st.node.GetCluster(), Peer: st.peer, Connected: st.opened, Types: map[string]admin.TypeState{}}
+			n = &status.Node{ID: st.node.GetId(), Cluster: st.node.GetCluster(), Peer: st.peer, Connected: st.opened, Types: map[string]status.TypeState{}}
 			byID[n.ID] = n
 		}
 		n.Streams++
@@ -282,7 +282,7 @@ func (t *tracker) nodes() []admin.Node {
 			n.Types[TypeName(typeURL)] = mergeTypeState(n.Types[TypeName(typeURL)], *ts)
 		}
 	}
-	out := make([]admin.Node, 0, len(byID))
+	out := make([]status.Node, 0, len(byID))
 	for _, id := range sortedKeys(byID) {
 		out = append(out, *byID[id])
 	}
@@ -291,8 +291,8 @@ func (t *tracker) nodes() []admin.Node {
 
 // mergeTypeState combines one type's state from two streams of a node,
 // preferring the most recent NACK.
-func mergeTypeState(a, b admin.TypeState) admin.TypeState {
-	if a == (admin.TypeState{}) {
+func mergeTypeState(a, b status.TypeState) status.TypeState {
+	if a == (status.TypeState{}) {
 		return b
 	}
 	out := b

@@ -5,15 +5,14 @@ import (
 	"crypto/rand"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy"
 )
@@ -80,15 +79,12 @@ type Publisher struct {
 	// from those of another certplane in front of or behind it.
 	instance string
 
-	mu         sync.Mutex
-	lastGood   map[string]*unit // what is served now, by listener
-	cur        *built           // nil until the first publish
-	model      *config.Model    // the last model seen
-	errs       []ListenerError  // translation errors of the last Update
-	publishErr error            // why the last Update published nothing, if it failed
-	reloads    uint64
-	lastReload time.Time
-	lastPush   time.Time
+	mu       sync.Mutex
+	lastGood map[string]*unit // what is served now, by listener
+	cur      *built           // nil until the first publish
+
+	// served is replaced whole by every Update; readers never lock.
+	served atomic.Pointer[Served]
 }
 
 // NewPublisher publishes into c under key: allNodes (the default) when every
@@ -98,8 +94,14 @@ func NewPublisher(c cache.SnapshotCache, nodeID string) *Publisher {
 	if nodeID != "" {
 		key = nodeID
 	}
-	return &Publisher{cache: c, key: key, now: time.Now, instance: rand.Text(), lastGood: map[string]*unit{}}
+	p := &Publisher{cache: c, key: key, now: time.Now, instance: rand.Text(), lastGood: map[string]*unit{}}
+	p.served.Store(&Served{})
+	return p
 }
+
+// Served is what the last Update left served. It is never nil and never
+// modified: a later Update stores a new one.
+func (p *Publisher) Served() *Served { return p.served.Load() }
 
 // Update translates m and publishes the result if it differs from what is
 // served. A listener named in m's problems, or defined by a config file that
@@ -111,9 +113,9 @@ func NewPublisher(c cache.SnapshotCache, nodeID string) *Publisher {
 func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.reloads++
-	p.lastReload = p.now()
-	p.model = m
+	prev := *p.served.Load()
+	prev.Reloads++
+	prev.LastReload = p.now()
 
 	blocked := map[string]bool{}
 	brokenFiles := map[string]bool{}
@@ -187,17 +189,19 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 	add(kept)
 	add(fresh) // fresh resources win on name collisions
 
-	p.errs = errs
 	res := Result{Errors: errs, Serving: sortedKeys(fresh), LastGood: sortedKeys(kept)}
-	b, err := h.build(merged)
-	if err != nil {
-		p.publishErr = fmt.Errorf("snapshot not published: %w", err)
+	fail := func(err error) (Result, error) {
+		err = fmt.Errorf("snapshot not published: %w", err)
 		if p.cur != nil {
 			res.Versions = p.cur.versions
 		}
-		return res, p.publishErr
+		p.served.Store(newServed(&prev, p.lastGood, m, errs, err))
+		return res, err
 	}
-	p.publishErr = nil
+	b, err := h.build(merged)
+	if err != nil {
+		return fail(err)
+	}
 	res.Versions = b.versions
 	for _, typeURL := range servedTypes {
 		if p.cur == nil || p.cur.versions[typeURL] != b.versions[typeURL] {
@@ -206,15 +210,12 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 	}
 	if len(res.Changed) > 0 {
 		if err := p.cache.SetSnapshot(ctx, p.key, b.snap); err != nil {
-			p.publishErr = fmt.Errorf("snapshot not published: %w", err)
 			res.Changed = nil
-			if p.cur != nil {
-				res.Versions = p.cur.versions
-			}
-			return res, p.publishErr
+			return fail(err)
 		}
 		p.cur = b
-		p.lastPush = p.now()
+		prev.Snapshot, prev.Versions = b.snap, b.versions
+		prev.LastPush = p.now()
 		res.Pushed = true
 	}
 	p.lastGood = make(map[string]*unit, len(fresh)+len(kept))
@@ -224,6 +225,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 	for n, u := range fresh {
 		p.lastGood[n] = u
 	}
+	p.served.Store(newServed(&prev, p.lastGood, m, errs, nil))
 	return res, nil
 }
 
@@ -250,151 +252,7 @@ func (p *Publisher) accept(tr *envoy.Translator, h *hasher, ic *infoCache, m *co
 }
 
 // Ready reports whether a valid snapshot is being served.
-func (p *Publisher) Ready() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cur != nil
-}
+func (p *Publisher) Ready() bool { return p.Served().Ready() }
 
 // Versions returns the per-type versions served, nil before the first push.
-func (p *Publisher) Versions() Versions {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cur == nil {
-		return nil
-	}
-	return p.cur.versions
-}
-
-// status fills the publisher's part of the control plane status.
-func (p *Publisher) status() *admin.ControlPlane {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := &admin.ControlPlane{
-		Ready:              p.cur != nil,
-		Versions:           map[string]string{},
-		LastReload:         p.lastReload,
-		LastPush:           p.lastPush,
-		Reloads:            p.reloads,
-		Listeners:          []admin.Listener{},
-		TrustStores:        []admin.TrustStore{},
-		ClientCertificates: []admin.Certificate{},
-		Errors:             []admin.Problem{},
-		Warnings:           []admin.Problem{},
-		Nodes:              []admin.Node{},
-	}
-	if p.cur != nil {
-		for t, v := range p.cur.versions {
-			if _, ours := shortNames[t]; ours {
-				st.Versions[TypeName(t)] = v
-			}
-		}
-	}
-	stale := map[string]bool{}
-	staleFiles := map[string]bool{}
-	trust := map[string]*admin.TrustStore{}
-	clients := map[string]admin.Certificate{}
-	for _, name := range sortedKeys(p.lastGood) {
-		u := p.lastGood[name]
-		li := u.info.listener
-		isStale := p.isStale(name)
-		if isStale {
-			li.State = admin.StateLastGood
-			stale[name] = true
-			staleFiles[u.source] = true
-		}
-		st.Listeners = append(st.Listeners, li)
-		for s, ts := range u.info.trust {
-			if cur, ok := trust[s]; ok && cur.State == admin.StateServing {
-				continue // a fresh unit's view of the store wins
-			}
-			c := *ts
-			if isStale {
-				c.State = admin.StateLastGood
-			}
-			trust[s] = &c
-		}
-		for s, c := range u.info.clients {
-			clients[s] = c
-		}
-	}
-	for _, s := range sortedKeys(trust) {
-		st.TrustStores = append(st.TrustStores, *trust[s])
-	}
-	for _, s := range sortedKeys(clients) {
-		st.ClientCertificates = append(st.ClientCertificates, clients[s])
-	}
-	if p.model != nil {
-		for _, pr := range p.model.Problems {
-			served := stale[pr.Listener]
-			if pr.Listener == "" {
-				served = staleFiles[filepath.Clean(pr.File)]
-			}
-			st.Errors = append(st.Errors, problemOf(pr, served))
-		}
-		for _, pr := range p.model.Warnings {
-			st.Warnings = append(st.Warnings, problemOf(pr, false))
-		}
-	}
-	for _, e := range p.errs {
-		st.Errors = append(st.Errors, admin.Problem{
-			File: e.File, Listener: e.Listener, Reason: e.Err.Error(), LastGoodServed: stale[e.Listener],
-		})
-	}
-	if p.publishErr != nil {
-		st.Errors = append(st.Errors, admin.Problem{Reason: p.publishErr.Error(), LastGoodServed: p.cur != nil})
-	}
-	return st
-}
-
-// isStale reports whether the served unit of name is a kept last good one.
-// Called with p.mu held.
-func (p *Publisher) isStale(name string) bool {
-	if p.model == nil {
-		return false
-	}
-	for _, l := range p.model.Listeners {
-		if l.Name == name {
-			return slices.ContainsFunc(p.errs, func(e ListenerError) bool { return e.Listener == name })
-		}
-	}
-	return true
-}
-
-// expiries lists every certificate served, for the expiry gauge.
-func (p *Publisher) expiries() []expiry {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	seen := map[expiry]bool{}
-	var out []expiry
-	add := func(es []expiry) {
-		for _, e := range es {
-			if !seen[e] {
-				seen[e] = true
-				out = append(out, e)
-			}
-		}
-	}
-	// Units of one update share their stores' slices: walk each once.
-	stores := map[*expiry]bool{}
-	for _, name := range sortedKeys(p.lastGood) {
-		in := p.lastGood[name].info
-		add(in.expiry)
-		for _, es := range in.trustExpiry {
-			if len(es) == 0 || stores[&es[0]] {
-				continue
-			}
-			stores[&es[0]] = true
-			add(es)
-		}
-	}
-	return out
-}
-
-func problemOf(pr config.Problem, lastGood bool) admin.Problem {
-	reason := "unknown problem"
-	if pr.Err != nil {
-		reason = pr.Err.Error()
-	}
-	return admin.Problem{File: pr.File, Line: pr.Line, Listener: pr.Listener, Reason: reason, LastGoodServed: lastGood}
-}
+func (p *Publisher) Versions() Versions { return p.Served().Versions }

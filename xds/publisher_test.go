@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"encoding/json"
 	"log/slog"
 	"strings"
 
@@ -14,10 +15,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 )
 
 const twoListeners = `listeners:
@@ -160,8 +161,8 @@ func TestPublisherKeepsLastGoodOfInvalidListener(t *testing.T) {
 	if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("listeners %v; want a (last good) and b", got)
 	}
-	st := e.pub.status()
-	if st.Listeners[0].Name != "a" || st.Listeners[0].State != admin.StateLastGood || st.Listeners[1].State != admin.StateServing {
+	st := e.pub.Served().Status()
+	if st.Listeners[0].Name != "a" || st.Listeners[0].State != status.StateLastGood || st.Listeners[1].State != status.StateServing {
 		t.Errorf("status listeners %+v", st.Listeners)
 	}
 	if len(st.Errors) != 1 || st.Errors[0].Listener != "a" || !st.Errors[0].LastGoodServed {
@@ -185,7 +186,7 @@ func TestPublisherNeverValidListenerNotCreated(t *testing.T) {
 	if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("listeners %v; c was never valid and must not exist", got)
 	}
-	st := e.pub.status()
+	st := e.pub.Served().Status()
 	if len(st.Errors) == 0 || st.Errors[0].Listener != "c" || st.Errors[0].LastGoodServed {
 		t.Errorf("status errors %+v; want c, not served", st.Errors)
 	}
@@ -219,7 +220,7 @@ func TestPublisherBrokenConfigFileKeepsItsListeners(t *testing.T) {
 	if !slices.Equal(res.Changed, []string{resource.SecretType}) {
 		t.Errorf("changed %v; want Secrets (a's CRL)", res.Changed)
 	}
-	st := e.pub.status()
+	st := e.pub.Served().Status()
 	var found bool
 	for _, p := range st.Errors {
 		if p.File == file && p.Listener == "" && p.LastGoodServed {
@@ -261,13 +262,13 @@ backends:
 		t.Errorf("errors %v; nothing should be withdrawn", res.Errors)
 	}
 	var clash bool
-	for _, p := range e.pub.status().Errors {
+	for _, p := range e.pub.Served().Status().Errors {
 		if p.Listener == "b" && strings.Contains(p.Reason, "127.0.0.1:8443") {
 			clash = true
 		}
 	}
 	if !clash {
-		t.Errorf("no problem names b's clash on 127.0.0.1:8443: %+v", e.pub.status().Errors)
+		t.Errorf("no problem names b's clash on 127.0.0.1:8443: %+v", e.pub.Served().Status().Errors)
 	}
 	if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("listeners %v", got)
@@ -349,3 +350,38 @@ func mapsEqual(a, b map[string]string) bool {
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func nodeOf(id string) *core.Node { return &core.Node{Id: id} }
+
+// TestServedIsOneImmutableValuePerUpdate: each Update stores a new Served;
+// one read before a later Update still says exactly what it said (a view
+// computed from it is never torn between two publishes), and it carries the
+// snapshot it describes.
+func TestServedIsOneImmutableValuePerUpdate(t *testing.T) {
+	e := newPubEnv(t)
+	if s := e.pub.Served(); s == nil || s.Ready() || s.Snapshot != nil {
+		t.Fatalf("Served before any Update = %+v; want an empty, not ready value", s)
+	}
+	e.mustUpdate()
+	first := e.pub.Served()
+	before, err := json.Marshal(first.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := e.c.GetSnapshot(allNodes)
+	if err != nil || first.Snapshot != snap {
+		t.Errorf("Served.Snapshot is not the snapshot served (%v)", err)
+	}
+
+	e.tr.Write("certs/server/a/tls.key", e.ca.Server("other.example").KeyPEM(), 0o600)
+	e.mustUpdate()
+	second := e.pub.Served()
+	if second == first || second.Reloads != first.Reloads+1 || len(second.Errors) == 0 {
+		t.Fatalf("second Update's Served: %+v", second)
+	}
+	after, err := json.Marshal(first.Status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(after) != string(before) {
+		t.Errorf("the first Served changed after a later Update:\nbefore %s\nafter  %s", before, after)
+	}
+}

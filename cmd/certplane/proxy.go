@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/proxy"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds"
 	"github.com/certplane/certplane/xds/client"
 )
@@ -68,7 +70,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.logFile, "log-file", "", "write the connection log to this file instead of stdout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "operational log level: debug, info, warn, error")
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
-	f.expiryWarning = durationFlag{d: admin.DefaultExpiryWarning}
+	f.expiryWarning = durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
 	f.trust.register(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
@@ -114,7 +116,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	status := func() any { return admin.Status{Proxy: p.Status()} }
+	statusDoc := func() any { return status.Status{Proxy: p.Status()} }
 	ready := p.Ready
 	// Every component runs in g; the first failure stops the others. Each
 	// return path stops and waits for all of them before anything they use
@@ -138,7 +140,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cleanup = done
 		cfg.Target = target
-		status = func() any { return admin.Status{ControlPlane: cp.Status(), Proxy: p.Status()} }
+		statusDoc = func() any { return status.Status{ControlPlane: cp.Status(), Proxy: p.Status()} }
 		ready = func() bool { return cp.Ready() && p.Ready() }
 	}
 	if f.adminAddr != "" {
@@ -146,7 +148,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("--admin-address: %w", err)
 		}
-		h := admin.Handler(admin.Options{Status: status, Ready: ready, Registry: reg, Logger: log.With("component", "admin")})
+		h := admin.Handler(admin.Options{Status: statusDoc, Ready: ready, Registry: reg, Logger: log.With("component", "admin")})
 		g.start(func() error { return admin.Serve(ctx, lis, h) })
 		log.Info("admin endpoint", "address", lis.Addr().String())
 	}
@@ -200,8 +202,8 @@ func (g *components) stop() error {
 // startEmbedded runs the control plane in this process on a private unix
 // socket (mode 0600 in a fresh 0700 directory), so that standalone mode
 // consumes exactly the resources a remote `certplane serve` would send.
-func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, g *components) (*xds.ControlPlane, string, func(), error) {
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
+func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, g *components) (*controlplane.Runner, string, func(), error) {
+	cp, err := controlplane.New(controlplane.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
 		StateDir: f.trust.stateDir, MaxTrustStoreSize: f.trust.maxStore.n, AdminAddresses: nonEmpty(f.adminAddr)})
 	if err != nil {
 		return nil, "", nil, err
@@ -218,6 +220,7 @@ func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, 
 	}
 	g.start(func() error { return cp.Run(ctx) })
 	g.start(func() error { return cp.Serve(ctx, lis, creds) })
+	reloadOnHUP(ctx, cp, log)
 	return cp, target, func() { _ = os.RemoveAll(dir) }, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/pki/pkitest"
 	"github.com/certplane/certplane/proxy"
 	"github.com/certplane/certplane/proxy/mtls"
@@ -77,7 +78,7 @@ func TestProxyMatrixEmbeddedAndRemoteAgree(t *testing.T) {
 		}
 	})
 	remote := runMatrixProxy(t, m, byName, xfcc, func(ctx context.Context, _ *prometheus.Registry) (string, func()) {
-		cp, err := xds.NewControlPlane(xds.Options{CertsDir: tr.Certs, ConfigDir: tr.Config, Logger: discard()})
+		cp, err := controlplane.New(controlplane.Options{CertsDir: tr.Certs, ConfigDir: tr.Config, Logger: discard()})
 		if err != nil {
 			t.Fatal(err)
 		}

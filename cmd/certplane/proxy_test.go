@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/pki/pkitest"
 	"github.com/certplane/certplane/xds"
 )
@@ -115,7 +116,7 @@ func TestProxyStandaloneAndRemoteAgree(t *testing.T) {
 	}
 
 	// Remote: a separate control plane on loopback TCP, and --xds.
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: s.Certs, ConfigDir: s.Config})
+	cp, err := controlplane.New(controlplane.Options{CertsDir: s.Certs, ConfigDir: s.Config})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/controlplane"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/watcher"
 	"github.com/certplane/certplane/xds"
 )
@@ -65,7 +67,7 @@ loopback.`)
 	resync := durationFlag{d: watcher.DefaultResync}
 	fs.Var(&resync, "resync", "reload periodically even without file events (inotify can miss some)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	expiryWarning := durationFlag{d: admin.DefaultExpiryWarning}
+	expiryWarning := durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
 	trust := addTrustFlags(fs, false)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
@@ -93,7 +95,7 @@ loopback.`)
 	}
 
 	reg := admin.NewRegistry()
-	cp, err := xds.NewControlPlane(xds.Options{
+	cp, err := controlplane.New(controlplane.Options{
 		CertsDir: *certs, ConfigDir: *configDir, NodeID: *nodeID, BindNodeID: *bindNodeID,
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
@@ -124,6 +126,7 @@ loopback.`)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	reloadOnHUP(ctx, cp, log)
 	type result struct {
 		what string
 		err  error
@@ -140,7 +143,7 @@ loopback.`)
 		"bind_node_id", *bindNodeID, "node_id", *nodeID)
 	if adminLis != nil {
 		h := admin.Handler(admin.Options{
-			Status:   func() any { return admin.Status{ControlPlane: cp.Status()} },
+			Status:   func() any { return status.Status{ControlPlane: cp.Status()} },
 			Ready:    cp.Ready,
 			Registry: reg,
 			Logger:   log.With("component", "admin"),

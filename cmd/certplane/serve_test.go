@@ -21,10 +21,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 
-	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 )
 
 // serveLog collects the JSON log lines of a running `certplane serve`.
@@ -158,14 +158,14 @@ func TestServe(t *testing.T) {
 	}
 }
 
-func fetchStatus(t *testing.T, addr string) admin.Status {
+func fetchStatus(t *testing.T, addr string) status.Status {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st admin.Status
+	var st status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestServeNodeID(t *testing.T) {
 	if err := fetch("edge-1"); err != nil {
 		t.Errorf("edge-1: %v", err)
 	}
-	if err := fetch("edge-2"); status.Code(err) != codes.PermissionDenied {
+	if err := fetch("edge-2"); grpcstatus.Code(err) != codes.PermissionDenied {
 		t.Errorf("edge-2: %v, want PermissionDenied", err)
 	}
 }

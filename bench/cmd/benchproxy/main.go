@@ -24,7 +24,9 @@ import (
 
 	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/proxy"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds"
 	"github.com/certplane/certplane/xds/client"
 )
@@ -65,11 +67,11 @@ func main() {
 	}
 }
 
-func controlPlane(log *slog.Logger, certs, cfg string, maxFile int64, reg *xds.Options) (*xds.ControlPlane, error) {
+func controlPlane(log *slog.Logger, certs, cfg string, maxFile int64, reg *controlplane.Options) (*controlplane.Runner, error) {
 	o := *reg
 	o.CertsDir, o.ConfigDir, o.Logger = certs, cfg, log
 	o.Load = config.Loader{MaxFileSize: maxFile}.Load
-	return xds.NewControlPlane(o)
+	return controlplane.New(o)
 }
 
 func serveAdmin(ctx context.Context, addr string, o admin.Options, errc chan<- error) error {
@@ -86,7 +88,7 @@ func serveAdmin(ctx context.Context, addr string, o admin.Options, errc chan<- e
 
 func serve(ctx context.Context, log *slog.Logger, certs, cfg, adminAddr, xdsAddr string, maxFile int64) error {
 	reg := admin.NewRegistry()
-	cp, err := controlPlane(log, certs, cfg, maxFile, &xds.Options{Registry: reg})
+	cp, err := controlPlane(log, certs, cfg, maxFile, &controlplane.Options{Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -103,7 +105,7 @@ func serve(ctx context.Context, log *slog.Logger, certs, cfg, adminAddr, xdsAddr
 	if adminAddr != "" {
 		n++
 	}
-	if err := serveAdmin(ctx, adminAddr, admin.Options{Status: func() any { return admin.Status{ControlPlane: cp.Status()} },
+	if err := serveAdmin(ctx, adminAddr, admin.Options{Status: func() any { return status.Status{ControlPlane: cp.Status()} },
 		Ready: cp.Ready, Registry: reg, Logger: log}, errc); err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func standalone(ctx context.Context, log *slog.Logger, certs, cfg, adminAddr, lo
 	}
 	reg := admin.NewRegistry()
 	p := proxy.New(proxy.Options{Logger: log.With("component", "proxy"), ConnLog: slog.New(slog.NewJSONHandler(connOut, nil)), Registry: reg})
-	cp, err := controlPlane(log, certs, cfg, maxFile, &xds.Options{Registry: reg})
+	cp, err := controlPlane(log, certs, cfg, maxFile, &controlplane.Options{Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -146,7 +148,7 @@ func standalone(ctx context.Context, log *slog.Logger, certs, cfg, adminAddr, lo
 		n++
 	}
 	if err := serveAdmin(ctx, adminAddr, admin.Options{
-		Status: func() any { return admin.Status{ControlPlane: cp.Status(), Proxy: p.Status()} },
+		Status: func() any { return status.Status{ControlPlane: cp.Status(), Proxy: p.Status()} },
 		Ready:  func() bool { return cp.Ready() && p.Ready() }, Registry: reg, Logger: log}, errc); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/proxy"
 	"github.com/certplane/certplane/xds"
@@ -39,7 +40,7 @@ func crlProfile(ctx context.Context, work string, ca *pki.CA, crlPEM []byte, pat
 		return err
 	}
 	crlPEM = nil
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet, Resync: -1})
+	cp, err := controlplane.New(controlplane.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet, Resync: -1})
 	if err != nil {
 		return err
 	}

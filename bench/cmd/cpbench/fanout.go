@@ -13,7 +13,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/certplane/certplane/admin"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds/client"
 )
 
@@ -157,13 +157,13 @@ func fanout(ctx context.Context, bin, work string, n int) (*Fanout, error) {
 	return r, nil
 }
 
-func getStatus(url string) (*admin.Status, error) {
+func getStatus(url string) (*status.Status, error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var st admin.Status
+	var st status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return nil, fmt.Errorf("%s: %w", url, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/demobackend"
 	"github.com/certplane/certplane/envoy"
 	"github.com/certplane/certplane/pki"
@@ -32,7 +33,7 @@ type Propagation struct {
 }
 
 // propagation rotates the server certificate n times in a watched
-// directory. An in-process control plane (xds.ControlPlane, the default
+// directory. An in-process control plane (controlplane.Runner, the default
 // watcher hold-off) serves an observing ADS client and an in-process proxy;
 // each rotation times the Secret's arrival at the observer and the first
 // handshake the proxy completes with the new leaf. The poller does full
@@ -68,7 +69,7 @@ func propagation(ctx context.Context, work string, n int) (*Propagation, error) 
 		}
 	}
 
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet})
+	cp, err := controlplane.New(controlplane.Options{CertsDir: fx.certs, ConfigDir: fx.config, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/controlplane"
 	"github.com/certplane/certplane/pki"
-	"github.com/certplane/certplane/xds"
 )
 
 // Scale is one control plane process loading and publishing a large
@@ -93,7 +93,9 @@ func scaleChild(certs, cfg string, rebuilds int, memprofile string) error {
 		}
 	}()
 	var loadDur time.Duration
-	cp, err := xds.NewControlPlane(xds.Options{CertsDir: certs, ConfigDir: cfg, Resync: -1, Logger: slog.New(slog.DiscardHandler),
+	// The bench drives every reload itself: the watcher's own would race it.
+	cp, err := controlplane.New(controlplane.Options{CertsDir: certs, ConfigDir: cfg, Resync: -1, HoldOff: time.Hour, MaxDelay: time.Hour,
+		Logger: slog.New(slog.DiscardHandler),
 		Load: func(c, k string) (*config.Model, error) {
 			t0 := time.Now()
 			m, err := config.Load(c, k)
@@ -103,16 +105,21 @@ func scaleChild(certs, cfg string, rebuilds int, memprofile string) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	step.Store("the first build")
 	t0 := time.Now()
-	res, err := cp.Reload(ctx)
-	if err != nil {
-		return err
+	ran := make(chan error, 1)
+	go func() { ran <- cp.Run(ctx) }()
+	select {
+	case <-cp.Loaded():
+	case err := <-ran:
+		return fmt.Errorf("cold reload: %w", err)
 	}
-	s := Scale{ColdMS: ms(time.Since(t0)), ColdLoadMS: ms(loadDur), Serving: len(res.Serving), Rebuilds: rebuilds}
-	if !res.Pushed || len(res.Errors) > 0 || len(res.Serving) == 0 {
-		return fmt.Errorf("cold reload: pushed=%v serving=%d errors=%v", res.Pushed, len(res.Serving), res.Errors)
+	served := cp.Served()
+	s := Scale{ColdMS: ms(time.Since(t0)), ColdLoadMS: ms(loadDur), Serving: len(served.Listeners), Rebuilds: rebuilds}
+	if !served.Ready() || len(served.Errors) > 0 || len(served.Listeners) == 0 {
+		return fmt.Errorf("cold reload: ready=%v serving=%d errors=%v", served.Ready(), len(served.Listeners), served.Errors)
 	}
 	caDir, err := pki.LoadCADir(filepath.Join(filepath.Dir(certs), "ca"))
 	if err != nil {
@@ -126,7 +133,7 @@ func scaleChild(certs, cfg string, rebuilds int, memprofile string) error {
 		}
 		step.Store(fmt.Sprintf("rebuild %d", i+1))
 		t0 := time.Now()
-		res, err := cp.Reload(ctx)
+		res, err := cp.ReloadWait(ctx)
 		if err != nil {
 			return err
 		}

@@ -371,13 +371,13 @@ func controlPlane(b *strings.Builder, dir string) *cpResults {
 	w("## Control plane (bench/cmd/cpbench)\n\n")
 	if p := cp.Propagation; p != nil {
 		w("**Propagation**, %d server-certificate rotations written into the watched directory (default hold-off %.0f ms),\n", p.Changes, p.HoldOffMS)
-		w("in-process `xds.ControlPlane` serving an observing ADS client (`xds/client`) and an in-process `proxy.Proxy`:\n\n")
+		w("in-process `controlplane.Runner` serving an observing ADS client (`xds/client`) and an in-process `proxy.Proxy`:\n\n")
 		w("| from the file written to | p50 ms | p99 ms |\n|---|---:|---:|\n")
 		w("| the new Secret received by the ADS client | %.1f | %.1f |\n", p.SecretP50, p.SecretP99)
 		w("| the first handshake served with the new certificate by the proxy | %.1f | %.1f |\n\n", p.HandshakeP50, p.HandshakeP99)
 	}
 	if len(cp.Scale) > 0 {
-		w("**Scale**: one control plane process (`xds.ControlPlane.Reload`: config.Load, translation, validation, snapshot);\n")
+		w("**Scale**: one control plane process (`controlplane.Runner.ReloadWait`: config.Load, translation, validation, snapshot);\n")
 		w("every listener verifies clients against the one trust store. Each dimension alone, then all together:\n\n")
 		w("| listeners | CAs in the store | CRL serials | first build ms | of which config.Load | rebuild ms (median of 3, after a cert rotation) | of which config.Load | peak RSS MB | heap after GC MB | result |\n")
 		w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")

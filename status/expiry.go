@@ -1,4 +1,4 @@
-package admin
+package status
 
 import (
 	"cmp"
@@ -158,4 +158,67 @@ func SortExpiries(items []Expiry) {
 	slices.SortFunc(items, func(a, b Expiry) int {
 		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Subject, b.Subject))
 	})
+}
+
+// Inventory is what a plane serves, as far as expiry goes. Both planes
+// describe what they serve this way and share Expiries, so that the control
+// plane's view and the proxy's agree item for item.
+type Inventory struct {
+	// Servers are the certificates that listeners present, Clients those
+	// presented to backends (upstream mTLS); Certificate.Name is the Secret
+	// name.
+	Servers, Clients []Certificate
+	// Stores maps the Secret name that carries a trust store to the store:
+	// its CAs and CRLs are reported under that name.
+	Stores map[string]*TrustStore
+}
+
+// Expiries lists every certificate and CRL of inv that stops working at a
+// known time, soonest first. Items with one key (a store shared by
+// listeners, two CAs of one subject) are merged, keeping the earliest time,
+// so that the key and the metrics' labels stay unique.
+func Expiries(inv Inventory) []Expiry {
+	byKey := map[string]Expiry{}
+	add := func(e Expiry) {
+		if cur, ok := byKey[e.Key()]; ok && !e.At.Before(cur.At) {
+			return
+		}
+		byKey[e.Key()] = e
+	}
+	for _, c := range inv.Servers {
+		add(Expiry{Kind: KindServer, Name: c.Name, Subject: c.Subject, File: c.File, At: c.NotAfter})
+	}
+	for _, c := range inv.Clients {
+		add(Expiry{Kind: KindClient, Name: c.Name, Subject: c.Subject, File: c.File, At: c.NotAfter})
+	}
+	for name, ts := range inv.Stores {
+		for _, ca := range ts.CAs {
+			add(Expiry{Kind: KindCA, Name: name, Subject: ca.Subject, At: ca.NotAfter})
+		}
+		for _, crl := range ts.CRLs {
+			if !crl.NextUpdate.IsZero() {
+				add(Expiry{Kind: KindCRL, Name: name, Subject: crl.Issuer, At: crl.NextUpdate})
+			}
+		}
+	}
+	out := make([]Expiry, 0, len(byKey))
+	for _, e := range byKey {
+		out = append(out, e)
+	}
+	SortExpiries(out)
+	return out
+}
+
+// Expiring classifies items at now and returns those within threshold or
+// expired, soonest first, as the status's Expiring lists.
+func Expiring(items []Expiry, now time.Time, threshold time.Duration) []Expiry {
+	items = slices.Clone(items)
+	Classify(items, now, threshold)
+	out := []Expiry{}
+	for _, it := range items {
+		if it.State != ExpiryOK {
+			out = append(out, it)
+		}
+	}
+	return out
 }

@@ -1,4 +1,9 @@
-package admin
+// Package status is the vocabulary that both planes use to say what they
+// serve: the /status document, certificates, trust stores, CRL summaries,
+// problems and xDS nodes, and the expiry of what is served. It is a leaf:
+// it imports no certplane stage, so the control plane, the proxy and the
+// admin endpoint can all share it.
+package status
 
 import "time"
 
@@ -81,13 +86,16 @@ type TrustStore struct {
 	Files   []string      `json:"files"`
 }
 
-// CRL is one revocation list of a trust store.
+// CRL is one revocation list of a trust store: a summary, because neither
+// plane keeps CRLs parsed once admitted.
 type CRL struct {
 	Issuer     string    `json:"issuer"`
 	Number     string    `json:"number,omitempty"`
 	ThisUpdate time.Time `json:"this_update"`
 	NextUpdate time.Time `json:"next_update"`
 	Revoked    int       `json:"revoked"`
+	// SHA256 is the hex digest of the CRL's DER, when known.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Problem is one current error or warning, naming its file.

@@ -1,4 +1,4 @@
-package xds
+package controlplane
 
 import (
 	"context"
@@ -24,7 +24,9 @@ import (
 
 	"github.com/certplane/certplane/admin"
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/watcher"
+	"github.com/certplane/certplane/xds"
 )
 
 const wait = 10 * time.Second
@@ -60,7 +62,7 @@ type e2e struct {
 	t        testing.TB
 	tr       *pkitest.Tree
 	ca       *pkitest.CA
-	cp       *ControlPlane
+	cp       *Runner
 	reg      *prometheus.Registry
 	xdsAddr  string
 	adminURL string
@@ -86,7 +88,7 @@ func newE2E(t testing.TB, holdOff time.Duration) *e2e {
 	if testing.Verbose() {
 		logOut = os.Stderr
 	}
-	cp, err := NewControlPlane(Options{
+	cp, err := New(Options{
 		CertsDir: e.tr.Certs, ConfigDir: e.tr.Config,
 		HoldOff: holdOff, Resync: -1,
 		Registry: e.reg,
@@ -100,7 +102,7 @@ func newE2E(t testing.TB, holdOff time.Duration) *e2e {
 	runDone := make(chan error, 1)
 	go func() { runDone <- cp.Run(ctx) }()
 
-	lis, creds, err := Listen("127.0.0.1:0", Security{Insecure: true})
+	lis, creds, err := xds.Listen("127.0.0.1:0", xds.Security{Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func newE2E(t testing.TB, holdOff time.Duration) *e2e {
 	e.adminURL = "http://" + alis.Addr().String()
 	adminDone := make(chan error, 1)
 	h := admin.Handler(admin.Options{
-		Status:   func() any { return admin.Status{ControlPlane: cp.Status()} },
+		Status:   func() any { return status.Status{ControlPlane: cp.Status()} },
 		Ready:    cp.Ready,
 		Registry: e.reg,
 	})
@@ -158,7 +160,7 @@ func (e *e2e) connect(nodeID string) *adsClient {
 	return c
 }
 
-func (e *e2e) status() admin.Status {
+func (e *e2e) status() status.Status {
 	e.t.Helper()
 	resp, err := http.Get(e.adminURL + "/status")
 	if err != nil {
@@ -168,15 +170,36 @@ func (e *e2e) status() admin.Status {
 	if resp.StatusCode != http.StatusOK {
 		e.t.Fatalf("/status: %s", resp.Status)
 	}
-	var st admin.Status
+	var st status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		e.t.Fatal(err)
 	}
 	return st
 }
 
-// waitStatus polls /status until cond holds.
-func (e *e2e) waitStatus(what string, cond func(admin.Status) bool) admin.Status {
+// waitServed waits until cond holds on /status, checking after each reload:
+// for what a reload changes.
+func (e *e2e) waitServed(what string, cond func(status.Status) bool) status.Status {
+	e.t.Helper()
+	deadline := time.After(wait)
+	for {
+		updated := e.cp.Updated()
+		st := e.status()
+		if cond(st) {
+			return st
+		}
+		select {
+		case <-updated:
+		case <-deadline:
+			b, _ := json.MarshalIndent(st, "", "  ")
+			e.t.Fatalf("timed out waiting for %s; /status:\n%s", what, b)
+		}
+	}
+}
+
+// waitStatus polls /status until cond holds: for what xDS clients do (ACKs,
+// NACKs), which no reload signals.
+func (e *e2e) waitStatus(what string, cond func(status.Status) bool) status.Status {
 	e.t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
@@ -216,7 +239,7 @@ func (e *e2e) expectSecretsOnly(t *testing.T, change func(), check func(*adsClie
 	// before the Secret response just seen.
 	for _, r := range c.since(n0) {
 		if r.typeURL != resource.SecretType {
-			t.Errorf("a %s response (version %s) was sent; only Secrets changed", TypeName(r.typeURL), r.version)
+			t.Errorf("a %s response (version %s) was sent; only Secrets changed", xds.TypeName(r.typeURL), r.version)
 		}
 	}
 }
@@ -239,7 +262,7 @@ func (e *e2e) breakInput(t *testing.T, rel string, bad []byte, reason string, fi
 	n0 := c.total()
 	file := e.tr.Write(rel, bad, 0o600)
 
-	st := e.waitStatus("the problem on /status", func(st admin.Status) bool {
+	st := e.waitServed("the problem on /status", func(st status.Status) bool {
 		for _, p := range st.ControlPlane.Errors {
 			if p.File == file && strings.Contains(p.Reason, reason) {
 				return true
@@ -248,7 +271,7 @@ func (e *e2e) breakInput(t *testing.T, rel string, bad []byte, reason string, fi
 		return false
 	})
 	cpst := st.ControlPlane
-	var found admin.Problem
+	var found status.Problem
 	for _, p := range cpst.Errors {
 		if p.File == file {
 			found = p
@@ -267,22 +290,22 @@ func (e *e2e) breakInput(t *testing.T, rel string, bad []byte, reason string, fi
 		t.Errorf("versions changed on a bad input: %v -> %v", before.Versions, cpst.Versions)
 	}
 	if got := c.since(n0); len(got) != 0 {
-		t.Errorf("%d responses pushed on a bad input, first: %s %s", len(got), TypeName(got[0].typeURL), got[0].version)
+		t.Errorf("%d responses pushed on a bad input, first: %s %s", len(got), xds.TypeName(got[0].typeURL), got[0].version)
 	}
-	var https admin.Listener
+	var https status.Listener
 	for _, l := range cpst.Listeners {
 		if l.Name == "https" {
 			https = l
 		}
 	}
-	if want := map[bool]string{true: admin.StateLastGood, false: admin.StateServing}[heldBack]; https.State != want {
+	if want := map[bool]string{true: status.StateLastGood, false: status.StateServing}[heldBack]; https.State != want {
 		t.Errorf("listener https state %q, want %q", https.State, want)
 	}
 
 	sv := c.version(resource.SecretType)
 	fix()
 	c.waitFor("a push after the fix", wait, func() bool { return c.accepted[resource.SecretType].version != sv })
-	e.waitStatus("no more errors", func(st admin.Status) bool { return len(st.ControlPlane.Errors) == 0 })
+	e.waitServed("no more errors", func(st status.Status) bool { return len(st.ControlPlane.Errors) == 0 })
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -315,11 +338,11 @@ func TestEndToEnd(t *testing.T) {
 			resource.SecretType:   {"server/default", "server/kube", "trust/clients"},
 		} {
 			if got := names(typeURL); !slices.Equal(got, want) {
-				t.Errorf("%s: got %v, want %v", TypeName(typeURL), got, want)
+				t.Errorf("%s: got %v, want %v", xds.TypeName(typeURL), got, want)
 			}
 		}
 		// The client's last ACK may still be in flight.
-		st = e.waitStatus("every type ACKed", func(st admin.Status) bool {
+		st = e.waitStatus("every type ACKed", func(st status.Status) bool {
 			return len(st.ControlPlane.Nodes) == 1 && st.ControlPlane.Nodes[0].Types["secrets"].LastACKed == st.ControlPlane.Versions["secrets"]
 		}).ControlPlane
 		if len(st.Nodes) != 1 || st.Nodes[0].ID != "sidecar" {
@@ -415,7 +438,7 @@ func TestEndToEnd(t *testing.T) {
 		e.tr.Server("default", e.ca.Server("localhost", pkitest.IPs("127.0.0.1")))
 		c.waitFor("the rejected Secret push", wait, func() bool { return c.countLocked(resource.SecretType) > n0 })
 
-		st := e.waitStatus("the NACK on /status", func(st admin.Status) bool {
+		st := e.waitStatus("the NACK on /status", func(st status.Status) bool {
 			return len(st.ControlPlane.Nodes) == 1 && st.ControlPlane.Nodes[0].Types["secrets"].NACKDetail == detail
 		}).ControlPlane
 		ts := st.Nodes[0].Types["secrets"]
@@ -459,10 +482,12 @@ func TestEndToEnd(t *testing.T) {
 			`certplane_xds_nacks_total{type="secrets"} 1`,
 		}
 		// The push reaches the client before the reload's metrics are
-		// recorded: poll until they are, within the deadline.
+		// recorded, and the client's ACK (its NACK count) travels on its
+		// own: check again after each reload, and then within the deadline.
 		var missing []string
-		deadline := time.Now().Add(wait)
+		deadline := time.After(wait)
 		for {
+			updated := e.cp.Updated()
 			resp, err := http.Get(e.adminURL + "/metrics")
 			if err != nil {
 				t.Fatal(err)
@@ -478,10 +503,11 @@ func TestEndToEnd(t *testing.T) {
 			if len(missing) == 0 {
 				return
 			}
-			if time.Now().After(deadline) {
+			select {
+			case <-updated:
+			case <-deadline:
 				t.Fatalf("/metrics lacks %q:\n%s", missing, body)
 			}
-			time.Sleep(10 * time.Millisecond) // polling interval of a deadline-bounded poll
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package admin
+package status
 
 import (
 	"crypto/x509"
@@ -25,18 +25,4 @@ func CertificateOf(c *x509.Certificate, file string) Certificate {
 		out.URIs = append(out.URIs, u.String())
 	}
 	return out
-}
-
-// CRLOf describes a revocation list for the status.
-func CRLOf(rl *x509.RevocationList) CRL {
-	c := CRL{
-		Issuer:     rl.Issuer.String(),
-		ThisUpdate: rl.ThisUpdate.UTC(),
-		NextUpdate: rl.NextUpdate.UTC(),
-		Revoked:    len(rl.RevokedCertificateEntries),
-	}
-	if rl.Number != nil {
-		c.Number = rl.Number.String()
-	}
-	return c
 }

@@ -1,8 +1,9 @@
-package xds
+package controlplane
 
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -274,4 +275,8 @@ func (c *adsClient) setReject(f func(r response) string) {
 	c.mu.Lock()
 	c.reject = f
 	c.mu.Unlock()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }

@@ -1,4 +1,4 @@
-package xds
+package controlplane
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/certplane/certplane/pki/pkitest"
+	"github.com/certplane/certplane/status"
 )
 
 type syncBuffer struct {
@@ -46,18 +47,26 @@ func TestExpiryWarnings(t *testing.T) {
 
 	var logs syncBuffer
 	reg := prometheus.NewRegistry()
-	cp, err := NewControlPlane(Options{
-		CertsDir: s.Certs, ConfigDir: s.Config, Registry: reg,
+	cp, err := New(Options{
+		CertsDir: s.Certs, ConfigDir: s.Config, Registry: reg, Resync: -1,
 		Logger:        slog.New(slog.NewJSONHandler(&logs, nil)),
 		ExpiryWarning: 30 * 24 * time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cp.watch.Close()
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- cp.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Error(err)
+		}
+	}()
 	for range 3 { // resyncs must not repeat the warnings
-		if _, err := cp.Reload(ctx); err != nil {
+		if _, err := cp.ReloadWait(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,7 +129,7 @@ func TestExpiryWarnings(t *testing.T) {
 	// 21 days later the served certificate has expired: an error.
 	later := st
 	later.Errors = nil
-	cp.expiryStatus(later, now.Add(21*24*time.Hour))
+	expiryStatus(later, status.Expiries(cp.Served().Inventory()), now.Add(21*24*time.Hour), 30*24*time.Hour)
 	if len(later.Errors) != 1 {
 		t.Fatalf("errors after expiry: %+v", later.Errors)
 	}
