@@ -64,7 +64,7 @@ func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 			Address:    l.Address,
 			SourceFile: l.SourceFile,
 			State:      admin.StateServing,
-			ClientAuth: l.ClientAuth.Mode,
+			ClientAuth: l.ClientAuth.Mode.String(),
 			TrustStore: l.ClientAuth.TrustStore,
 		},
 		clients: map[string]admin.Certificate{},
@@ -82,7 +82,7 @@ func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 		in.expiry = append(in.expiry, expiryOf(secret, "server", kp.Chain[0]))
 	}
 	stores := []string{}
-	if l.ClientAuth.TrustStore != "" && l.ClientAuth.Mode != config.ModeOff && l.ClientAuth.Mode != config.ModePassthrough {
+	if l.ClientAuth.TrustStore != "" && l.ClientAuth.Mode.VerifiesClients() {
 		stores = append(stores, l.ClientAuth.TrustStore)
 	}
 	backends := []string{}
