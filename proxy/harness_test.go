@@ -557,3 +557,23 @@ func get(c *http.Client, url string) (int, string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
+
+// waitUpdated waits until cond holds, checking it after every commit of
+// p's state: for conditions that only a commit changes (listeners bound,
+// resources applied, /status), so that no polling is needed.
+func waitUpdated(t testing.TB, p *Proxy, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for {
+		updated := p.Updated() // before cond: a commit in between closes it
+		if cond() {
+			return
+		}
+		select {
+		case <-updated:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -20,7 +20,13 @@ import (
 // Cross-type checks (a listener's validation context merged with its trust
 // secret) use the last accepted resources of the other types.
 func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
-	cur := p.state.Load()
+	_, err := p.check(resources, p.state.Load())
+	return err
+}
+
+// check is Validate against the state cur. It returns the Secrets it
+// parsed, by message identity, for the build of the candidate state.
+func (p *Proxy) check(resources []proto.Message, cur *state) (map[*tlsv3.Secret]*secret, error) {
 	var errs []string
 	var newSecrets map[string]*secret
 	for _, r := range resources {
@@ -70,18 +76,18 @@ func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
 		}
 	}
 	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
+		return nil, errors.New(strings.Join(errs, "; "))
 	}
+	var parsed map[*tlsv3.Secret]*secret
 	if newSecrets != nil {
-		parsed := make(map[*tlsv3.Secret]*secret, len(newSecrets))
+		parsed = make(map[*tlsv3.Secret]*secret, len(newSecrets))
 		for _, r := range resources {
 			if m, ok := r.(*tlsv3.Secret); ok && newSecrets[m.GetName()] != nil {
 				parsed[m] = newSecrets[m.GetName()]
 			}
 		}
-		p.validated.Store(&parsed)
 	}
-	return nil
+	return parsed, nil
 }
 
 // checkListener builds the listener against secrets; a missing resource is
