@@ -495,7 +495,7 @@ func startProxyOptions(t testing.TB, target string, opts Options) *runningProxy 
 func (rp *runningProxy) addr(t testing.TB, listener string) string {
 	t.Helper()
 	var a net.Addr
-	waitFor(t, "listener "+listener+" to serve", func() bool { a = rp.ListenerAddr(listener); return a != nil })
+	waitUpdated(t, rp.Proxy, "listener "+listener+" to serve", func() bool { a = rp.ListenerAddr(listener); return a != nil })
 	return a.String()
 }
 
