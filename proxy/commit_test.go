@@ -75,6 +75,9 @@ func TestPrepareParsesSecretsOnce(t *testing.T) {
 	if got := c.next.secrets["trust/clients"]; got != parsed[trust] {
 		t.Error("the candidate parsed the Secret again instead of using the check's")
 	}
+	if got := c.parsedSecrets()[trust]; got != parsed[trust] {
+		t.Error("a stale candidate built again would parse its Secret again")
+	}
 	if got := c2.next.secrets["trust/clients"]; got == nil || got == parsed[trust] || got.vc.GetCrl() != nil {
 		t.Errorf("a Secret never checked was not parsed anew: %+v", got)
 	}
@@ -148,10 +151,14 @@ func TestStaleCandidateRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Update(client.Resources{Secrets: map[string]*tlsv3.Secret{"trust/b": b}})
+	afterUpdate := p.state.Load()
 	commit()
 	st := p.state.Load()
 	if st.secrets["trust/a"] == nil || st.secrets["trust/b"] != nil {
 		t.Errorf("committed the stale candidate's resources wrongly: %v", sortedKeys(st.secrets))
+	}
+	if st == afterUpdate {
+		t.Error("the stale candidate was not committed")
 	}
 }
 

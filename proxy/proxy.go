@@ -253,6 +253,18 @@ func (p *Proxy) prepare(res client.Resources, prev *state, parsed map[*tlsv3.Sec
 	return &candidate{prev: prev, next: next, problems: b.problems, parsedBytes: b.parsedBytes}
 }
 
+// parsedSecrets gives the Secrets the candidate parsed, by message
+// identity, so that building it again does not parse them again.
+func (c *candidate) parsedSecrets() map[*tlsv3.Secret]*secret {
+	out := map[*tlsv3.Secret]*secret{}
+	for name, m := range c.next.res.Secrets {
+		if _, failed := c.problems["secret/"+name]; !failed && c.next.secrets[name] != nil {
+			out[m] = c.next.secrets[name]
+		}
+	}
+	return out
+}
+
 func (p *Proxy) commit(c *candidate) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -287,7 +299,7 @@ func (p *Proxy) clusterWarmed(cluster string) {
 // leave its listeners warming for good. p.mu is held.
 func (p *Proxy) commitLocked(c *candidate) {
 	if cur := p.state.Load(); c.prev != cur {
-		c = p.prepare(c.next.res, cur, nil)
+		c = p.prepare(c.next.res, cur, c.parsedSecrets())
 	}
 	prev, next := c.prev, c.next
 	p.commitRuntimes(next)
