@@ -62,7 +62,7 @@ func TestPrepareParsesSecretsOnce(t *testing.T) {
 	ca := pkitest.NewCA(t, "Reuse CA")
 	trust := trustSecret("trust/clients", ca.CertPEM(), ca.CRLPEM())
 	cur := p.state.Load()
-	parsed, err := p.check([]proto.Message{trust}, cur)
+	parsed, err := p.check([]proto.Message{trust}, cur, true)
 	if err != nil || parsed[trust] == nil {
 		t.Fatalf("valid trust Secret: parsed %v, %v", parsed, err)
 	}

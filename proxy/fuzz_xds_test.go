@@ -178,9 +178,18 @@ func (w *xdsFuzzWorld) check(t *testing.T, resp *discoveryv3.DiscoveryResponse) 
 	if !ok {
 		return // the client NACKs it before the proxy sees it
 	}
-	parsed, err := w.p.check(msgs, w.p.state.Load())
+	parsed, err := w.p.check(msgs, w.p.state.Load(), true)
 	if w.p.state.Load() != w.base {
 		t.Fatal("Validate changed the served state")
+	}
+	// Prepare refuses what Validate refuses, with the same error_detail,
+	// though it takes the listener and route errors from its candidate.
+	_, perr := w.p.Prepare(client.Change{TypeURL: url, Resources: msgs, View: w.view(url, msgs)})
+	if (perr == nil) != (err == nil) || perr != nil && perr.Error() != err.Error() {
+		t.Fatalf("Prepare: %v\nValidate: %v", perr, err)
+	}
+	if w.p.state.Load() != w.base {
+		t.Fatal("Prepare changed the served state")
 	}
 	if err != nil {
 		if err.Error() == "" {

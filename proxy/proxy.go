@@ -204,9 +204,10 @@ func (p *Proxy) setConnected(up bool) {
 func (p *Proxy) Updated() <-chan struct{} { return *p.updatedCh.Load() }
 
 // Prepare is the xDS client's client.Config.Prepare. It refuses (NACKs)
-// what Validate refuses; otherwise it builds the candidate state from the
-// view the change yields and returns the commit that serves that very
-// candidate. A refused change builds nothing; the client never commits it.
+// what Validate refuses, with the same error; otherwise it builds the
+// candidate state from the view the change yields, once, and returns the
+// commit that serves that very candidate. A refused candidate is dropped:
+// building it changed nothing (see commitRuntimes).
 func (p *Proxy) Prepare(ch client.Change) (commit func(), err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -214,11 +215,17 @@ func (p *Proxy) Prepare(ch client.Change) (commit func(), err error) {
 		return func() {}, nil
 	}
 	cur := p.state.Load()
-	parsed, err := p.check(ch.Resources, cur)
+	parsed, err := p.check(ch.Resources, cur, false)
 	if err != nil {
+		// Refused anyway: check again in full so that error_detail lists
+		// every defect, in Validate's words and order.
+		_, err = p.check(ch.Resources, cur, true)
 		return nil, err
 	}
 	c := p.prepare(ch.View, cur, parsed)
+	if err := builtErrors(ch.Resources, c); err != nil {
+		return nil, err
+	}
 	return func() { p.commit(c) }, nil
 }
 
