@@ -5,7 +5,9 @@
 //
 // Every update builds one immutable state (listeners, filter chains with
 // their certificates and verifiers, routes, clusters) that is swapped
-// atomically. Sockets, connections and health checkers are reconciled
+// atomically. The state is built once, as the xDS client prepares the
+// response (a build error NACKs it), and that candidate is what the commit
+// serves. Sockets, connections and health checkers are reconciled
 // against it: listeners are bound, rebound or drained; open connections
 // are rechecked when their verifier changes (a CRL revokes a live client).
 package proxy
