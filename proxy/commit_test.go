@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -226,7 +227,8 @@ func TestCommitWhileHandshaking(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 25 {
-				c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool(ca.Cert), ServerName: "l.test", NextProtos: []string{"http/1.1"}})
+				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr,
+					&tls.Config{RootCAs: pool(ca.Cert), ServerName: "l.test", NextProtos: []string{"http/1.1"}})
 				if err != nil {
 					t.Errorf("handshake during commits: %v", err)
 					return
