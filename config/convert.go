@@ -34,21 +34,6 @@ var DefaultCipherSuites = []string{
 	"ECDHE-RSA-CHACHA20-POLY1305",
 }
 
-// TLS versions as Envoy's TlsParameters enum names them.
-const (
-	TLSv12 = "TLSv1_2"
-	TLSv13 = "TLSv1_3"
-)
-
-// Client certificate headers.
-const (
-	HeaderXFCC = "xfcc"
-	HeaderALB  = "alb"
-)
-
-// SAN matcher types.
-var sanTypes = []string{"dns", "uri", "email", "ip"}
-
 // pathLine returns the line of the last of keys under n (the key's own
 // line, where an operator looks), or of the deepest key found, or fallback.
 func pathLine(n *yaml.Node, fallback int, keys ...string) int {
@@ -194,20 +179,23 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 
 	switch {
 	case rl.ClientCertHeaders != nil:
-		for i, h := range *rl.ClientCertHeaders {
-			if h != HeaderXFCC && h != HeaderALB {
-				return nil, errAt(at("client_cert_headers"), "client_cert_headers[%d]: %q is not one of xfcc, alb", i, h)
+		hs := make([]ClientCertHeader, 0, len(*rl.ClientCertHeaders))
+		for i, s := range *rl.ClientCertHeaders {
+			h, err := ParseClientCertHeader(s)
+			if err != nil {
+				return nil, errAt(at("client_cert_headers"), "client_cert_headers[%d]: %v", i, err)
 			}
-			if slices.Contains((*rl.ClientCertHeaders)[:i], h) {
-				return nil, errAt(at("client_cert_headers"), "client_cert_headers: %q is listed twice", h)
+			if slices.Contains(hs, h) {
+				return nil, errAt(at("client_cert_headers"), "client_cert_headers: %q is listed twice", s)
 			}
+			hs = append(hs, h)
 		}
-		if len(*rl.ClientCertHeaders) > 0 && ca.Mode == ModeOff {
+		if len(hs) > 0 && ca.Mode == ModeOff {
 			return nil, errAt(at("client_cert_headers"), "client_cert_headers: no client certificate is requested with client_auth mode off, so there is nothing to forward")
 		}
-		l.ClientCertHeaders = slices.Clone(*rl.ClientCertHeaders)
+		l.ClientCertHeaders = hs
 	case ca.Mode != ModeOff:
-		l.ClientCertHeaders = []string{HeaderXFCC}
+		l.ClientCertHeaders = []ClientCertHeader{HeaderXFCC}
 	}
 
 	if len(rl.Routes) == 0 {
@@ -239,13 +227,11 @@ func convertHTTP(rh *rawHTTP, n *yaml.Node, keyLine int) (HTTPPolicy, *itemErr) 
 	if rh == nil || rh.HeadersWithUnderscores == nil {
 		return p, nil
 	}
-	switch v := *rh.HeadersWithUnderscores; v {
-	case UnderscoresDrop, UnderscoresReject:
-		p.HeadersWithUnderscores = v
-	default:
-		return p, errAt(pathLine(n, keyLine, "headers_with_underscores"),
-			"http: headers_with_underscores %q: want drop (the default: remove such headers) or reject (answer 400)", v)
+	a, err := ParseUnderscoresAction(*rh.HeadersWithUnderscores)
+	if err != nil {
+		return p, errAt(pathLine(n, keyLine, "headers_with_underscores"), "http: %v", err)
 	}
+	p.HeadersWithUnderscores = a
 	return p, nil
 }
 
@@ -271,11 +257,11 @@ func convertTLSPolicy(rp *rawTLSPolicy) (TLSPolicy, *itemErr) {
 		case "tls12", "":
 			return defaultTLSPolicy(), nil
 		case "tls13":
-			return TLSPolicy{Name: "tls13", MinVersion: TLSv13, MaxVersion: TLSv13}, nil
+			return TLSPolicy{Name: TLSPolicy13, MinVersion: TLSv13, MaxVersion: TLSv13}, nil
 		}
 		return TLSPolicy{}, errAt(rp.line, "tls_policy %q: want tls12, tls13 or a mapping {min_version, max_version, cipher_suites}", rp.Name)
 	}
-	p := TLSPolicy{Name: "custom", MinVersion: TLSv12, MaxVersion: TLSv13}
+	p := TLSPolicy{Name: TLSPolicyCustom, MinVersion: TLSv12, MaxVersion: TLSv13}
 	var err error
 	if rp.MinVersion != "" {
 		if p.MinVersion, err = tlsVersion(rp.MinVersion); err != nil {
@@ -315,19 +301,19 @@ func convertTLSPolicy(rp *rawTLSPolicy) (TLSPolicy, *itemErr) {
 }
 
 func defaultTLSPolicy() TLSPolicy {
-	return TLSPolicy{Name: "tls12", MinVersion: TLSv12, MaxVersion: TLSv13, CipherSuites: slices.Clone(DefaultCipherSuites)}
+	return TLSPolicy{Name: TLSPolicy12, MinVersion: TLSv12, MaxVersion: TLSv13, CipherSuites: slices.Clone(DefaultCipherSuites)}
 }
 
-func tlsVersion(s string) (string, error) {
+func tlsVersion(s string) (TLSVersion, error) {
 	switch s {
 	case "1.2":
 		return TLSv12, nil
 	case "1.3":
 		return TLSv13, nil
 	case "1.0", "1.1":
-		return "", fmt.Errorf("TLS %s is not allowed; want \"1.2\" or \"1.3\"", s)
+		return 0, fmt.Errorf("TLS %s is not allowed; want \"1.2\" or \"1.3\"", s)
 	}
-	return "", fmt.Errorf("%q: want \"1.2\" or \"1.3\"", s)
+	return 0, fmt.Errorf("%q: want \"1.2\" or \"1.3\"", s)
 }
 
 // convertClientAuth converts client_auth, whose value node is n and whose
@@ -339,14 +325,12 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 	if rc == nil {
 		return ca, nil
 	}
-	switch rc.Mode {
-	case "", ModeOff:
-	case ModeOptional, ModePassthrough, ModeVerify:
-		ca.Mode = rc.Mode
-	default:
-		return ca, errAt(at("mode"), "client_auth: mode %q: want off, optional, passthrough or verify", rc.Mode)
+	mode, err := ParseClientAuthMode(rc.Mode)
+	if err != nil {
+		return ca, errAt(at("mode"), "client_auth: %v", err)
 	}
-	if ca.Mode == ModeOff || ca.Mode == ModePassthrough {
+	ca.Mode = mode
+	if !ca.Mode.VerifiesClients() {
 		// Envoy rejects a CRL, SAN matchers or allow_expired without a
 		// trusted CA, and these modes verify nothing: refuse them here
 		// rather than publish a listener Envoy NACKs or a rule nobody checks.
@@ -383,7 +367,7 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 	if rc.AdvertiseCANames != nil {
 		ca.AdvertiseCANames = *rc.AdvertiseCANames
 	}
-	if ca.Mode == ModeOff || ca.Mode == ModePassthrough {
+	if !ca.Mode.VerifiesClients() {
 		return ca, nil
 	}
 	if rc.TrustStore == "" {
@@ -394,11 +378,8 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 	}
 	ca.TrustStore = rc.TrustStore
 	if rc.CRL != nil {
-		switch *rc.CRL {
-		case CRLFullChain, CRLLeafOnly:
-			ca.CRL = *rc.CRL
-		default:
-			return ca, errAt(at("crl"), "client_auth: crl %q: want full_chain or leaf_only", *rc.CRL)
+		if ca.CRL, err = ParseCRLScope(*rc.CRL); err != nil {
+			return ca, errAt(at("crl"), "client_auth: %v", err)
 		}
 	}
 	ca.AllowExpired = rc.AllowExpired
@@ -442,10 +423,11 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 
 // convertSAN checks one subject-alt-name rule as the YAML gives it.
 func convertSAN(rs rawSAN) (SANMatcher, error) {
-	m := SANMatcher{Type: rs.Type}
-	if !slices.Contains(sanTypes, rs.Type) {
-		return m, fmt.Errorf("type %q: want dns, uri, email or ip", rs.Type)
+	t, err := ParseSANType(rs.Type)
+	if err != nil {
+		return SANMatcher{}, err
 	}
+	m := SANMatcher{Type: t}
 	var kinds []string
 	set := func(kind string, v *string, dst *string) {
 		if v != nil {
@@ -471,7 +453,7 @@ func convertSAN(rs rawSAN) (SANMatcher, error) {
 			return m, fmt.Errorf("regex %q does not compile as RE2: %v", m.Regex, err)
 		}
 	}
-	if m.Type == "ip" && m.Exact != "" {
+	if m.Type == SANIP && m.Exact != "" {
 		if _, err := netip.ParseAddr(m.Exact); err != nil {
 			return m, fmt.Errorf("exact %q is not an IP address", m.Exact)
 		}

@@ -24,7 +24,7 @@ func FuzzParseConfig(f *testing.F) {
 			return
 		}
 		for _, l := range cf.Listeners {
-			if l.Name == "" || l.Port == 0 || len(l.Certificates) == 0 || len(l.Routes) == 0 || l.TLS.MinVersion == "" {
+			if l.Name == "" || l.Port == 0 || len(l.Certificates) == 0 || len(l.Routes) == 0 || l.TLS.MinVersion == 0 {
 				t.Fatalf("listener accepted with a hole: %+v", l)
 			}
 			if (l.ClientAuth.Mode == config.ModeVerify || l.ClientAuth.Mode == config.ModeOptional) && l.ClientAuth.TrustStore == "" {

@@ -57,13 +57,13 @@ func TestLoadValidTree(t *testing.T) {
 	want := &config.Listener{
 		Name: "web", Address: "0.0.0.0:8443", Host: "0.0.0.0", Port: 8443,
 		Certificates: []string{"web"},
-		TLS: config.TLSPolicy{Name: "tls12", MinVersion: "TLSv1_2", MaxVersion: "TLSv1_3", CipherSuites: []string{
+		TLS: config.TLSPolicy{Name: config.TLSPolicy12, MinVersion: config.TLSv12, MaxVersion: config.TLSv13, CipherSuites: []string{
 			"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
 			"ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"}},
 		HTTP2:             true,
-		HTTP:              config.HTTPPolicy{HeadersWithUnderscores: "drop"},
-		ClientAuth:        config.ClientAuth{Mode: "verify", TrustStore: "clients", CRL: "full_chain", AdvertiseCANames: true},
-		ClientCertHeaders: []string{"xfcc"},
+		HTTP:              config.HTTPPolicy{HeadersWithUnderscores: config.UnderscoresDrop},
+		ClientAuth:        config.ClientAuth{Mode: config.ModeVerify, TrustStore: "clients", CRL: config.CRLFullChain, AdvertiseCANames: true},
+		ClientCertHeaders: []config.ClientCertHeader{config.HeaderXFCC},
 		Routes:            []config.Route{{PathPrefix: "/", Backend: "app"}},
 		SourceFile:        f.path("config/web.yaml"),
 	}

@@ -53,7 +53,7 @@ type Listener struct {
 	HTTP2             bool
 	HTTP              HTTPPolicy
 	ClientAuth        ClientAuth
-	ClientCertHeaders []string // "xfcc", "alb"
+	ClientCertHeaders []ClientCertHeader
 	Routes            []Route
 	SourceFile        string
 }
@@ -61,45 +61,25 @@ type Listener struct {
 // TLSPolicy is the resolved TLS policy: versions and cipher suites in
 // OpenSSL/BoringSSL names, as Envoy's tls_params takes them.
 type TLSPolicy struct {
-	Name         string // "tls12", "tls13" or "custom"
-	MinVersion   string // "TLSv1_2" or "TLSv1_3" (Envoy enum names)
-	MaxVersion   string // "TLSv1_2" or "TLSv1_3"
+	Name         TLSPolicyName
+	MinVersion   TLSVersion
+	MaxVersion   TLSVersion
 	CipherSuites []string
 }
 
 // HTTPPolicy is how a listener treats the HTTP requests it accepts.
 type HTTPPolicy struct {
-	// HeadersWithUnderscores is UnderscoresDrop (default) or
-	// UnderscoresReject: WSGI/CGI backends read X_Forwarded_Client_Cert as
-	// X-Forwarded-Client-Cert, so such names must never reach them.
-	HeadersWithUnderscores string
+	// HeadersWithUnderscores is never "allow": WSGI/CGI backends read
+	// X_Forwarded_Client_Cert as X-Forwarded-Client-Cert, so such names
+	// must never reach them.
+	HeadersWithUnderscores UnderscoresAction
 }
-
-// Actions on request headers whose name contains '_'.
-const (
-	UnderscoresDrop   = "drop"
-	UnderscoresReject = "reject"
-)
-
-// Client authentication modes.
-const (
-	ModeOff         = "off"
-	ModeOptional    = "optional"
-	ModePassthrough = "passthrough"
-	ModeVerify      = "verify"
-)
-
-// CRL checking scopes.
-const (
-	CRLFullChain = "full_chain"
-	CRLLeafOnly  = "leaf_only"
-)
 
 // ClientAuth is the client certificate policy of a listener.
 type ClientAuth struct {
-	Mode              string // one of the Mode* constants
+	Mode              ClientAuthMode
 	TrustStore        string // certs/trust/<name>; required for optional and verify
-	CRL               string // CRLFullChain (default) or CRLLeafOnly
+	CRL               CRLScope
 	AllowExpired      bool
 	MaxVerifyDepth    *uint32
 	CertificateHashes []string // lower-case hex sha256 of DER, no colons
@@ -111,7 +91,7 @@ type ClientAuth struct {
 // SANMatcher is one entry of the subject-alt-name allow-list. Exactly one of
 // Exact, Prefix, Suffix, Contains, Regex is set.
 type SANMatcher struct {
-	Type     string // dns | uri | email | ip
+	Type     SANType
 	Exact    string
 	Prefix   string
 	Suffix   string

@@ -62,22 +62,22 @@ backends:
 	want := &config.Listener{
 		Name: "payments", Address: "[::1]:8443", Host: "::1", Port: 8443,
 		Certificates: []string{"payments", "api.example.com"},
-		TLS:          config.TLSPolicy{Name: "custom", MinVersion: "TLSv1_2", MaxVersion: "TLSv1_2", CipherSuites: []string{"ECDHE-ECDSA-AES256-GCM-SHA384"}},
-		HTTP:         config.HTTPPolicy{HeadersWithUnderscores: "reject"},
+		TLS:          config.TLSPolicy{Name: config.TLSPolicyCustom, MinVersion: config.TLSv12, MaxVersion: config.TLSv12, CipherSuites: []string{"ECDHE-ECDSA-AES256-GCM-SHA384"}},
+		HTTP:         config.HTTPPolicy{HeadersWithUnderscores: config.UnderscoresReject},
 		ClientAuth: config.ClientAuth{
-			Mode: "verify", TrustStore: "partners", CRL: "leaf_only", AllowExpired: true, MaxVerifyDepth: &depth,
+			Mode: config.ModeVerify, TrustStore: "partners", CRL: config.CRLLeafOnly, AllowExpired: true, MaxVerifyDepth: &depth,
 			CertificateHashes: []string{"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
 			SPKIHashes:        []string{"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="},
 			SubjectAltNames: []config.SANMatcher{
-				{Type: "uri", Prefix: "spiffe://partners/"},
-				{Type: "dns", Exact: "client.partner.example"},
-				{Type: "email", Suffix: "@partner.example"},
-				{Type: "ip", Exact: "10.1.2.3"},
-				{Type: "dns", Regex: `^[a-z]+\.partner\.example$`},
-				{Type: "uri", Contains: "/payments/"},
+				{Type: config.SANURI, Prefix: "spiffe://partners/"},
+				{Type: config.SANDNS, Exact: "client.partner.example"},
+				{Type: config.SANEmail, Suffix: "@partner.example"},
+				{Type: config.SANIP, Exact: "10.1.2.3"},
+				{Type: config.SANDNS, Regex: `^[a-z]+\.partner\.example$`},
+				{Type: config.SANURI, Contains: "/payments/"},
 			},
 		},
-		ClientCertHeaders: []string{"alb", "xfcc"},
+		ClientCertHeaders: []config.ClientCertHeader{config.HeaderALB, config.HeaderXFCC},
 		Routes:            []config.Route{{PathPrefix: "/api", Backend: "payments"}, {PathPrefix: "/", Backend: "payments"}},
 		SourceFile:        "c.yaml",
 	}
@@ -105,11 +105,11 @@ func TestParseConfigPolicies(t *testing.T) {
 		policy string
 		want   config.TLSPolicy
 	}{
-		{"", config.TLSPolicy{Name: "tls12", MinVersion: "TLSv1_2", MaxVersion: "TLSv1_3", CipherSuites: config.DefaultCipherSuites}},
-		{"tls12", config.TLSPolicy{Name: "tls12", MinVersion: "TLSv1_2", MaxVersion: "TLSv1_3", CipherSuites: config.DefaultCipherSuites}},
-		{"tls13", config.TLSPolicy{Name: "tls13", MinVersion: "TLSv1_3", MaxVersion: "TLSv1_3"}},
-		{`{min_version: "1.3"}`, config.TLSPolicy{Name: "custom", MinVersion: "TLSv1_3", MaxVersion: "TLSv1_3"}},
-		{`{max_version: "1.2"}`, config.TLSPolicy{Name: "custom", MinVersion: "TLSv1_2", MaxVersion: "TLSv1_2", CipherSuites: config.DefaultCipherSuites}},
+		{"", config.TLSPolicy{Name: config.TLSPolicy12, MinVersion: config.TLSv12, MaxVersion: config.TLSv13, CipherSuites: config.DefaultCipherSuites}},
+		{"tls12", config.TLSPolicy{Name: config.TLSPolicy12, MinVersion: config.TLSv12, MaxVersion: config.TLSv13, CipherSuites: config.DefaultCipherSuites}},
+		{"tls13", config.TLSPolicy{Name: config.TLSPolicy13, MinVersion: config.TLSv13, MaxVersion: config.TLSv13}},
+		{`{min_version: "1.3"}`, config.TLSPolicy{Name: config.TLSPolicyCustom, MinVersion: config.TLSv13, MaxVersion: config.TLSv13}},
+		{`{max_version: "1.2"}`, config.TLSPolicy{Name: config.TLSPolicyCustom, MinVersion: config.TLSv12, MaxVersion: config.TLSv12, CipherSuites: config.DefaultCipherSuites}},
 	} {
 		y := base
 		if tc.policy != "" {
@@ -140,10 +140,10 @@ backends:
   - {name: b, endpoints: ["10.0.0.1:80"]}
 `)
 	a, b := cf.Listeners[0], cf.Listeners[1]
-	if !a.HTTP2 || a.HTTP.HeadersWithUnderscores != "drop" || a.ClientAuth.CRL != "full_chain" || !a.ClientAuth.AdvertiseCANames || !slices.Equal(a.ClientCertHeaders, []string{"xfcc"}) {
+	if !a.HTTP2 || a.HTTP.HeadersWithUnderscores != config.UnderscoresDrop || a.ClientAuth.CRL != config.CRLFullChain || !a.ClientAuth.AdvertiseCANames || !slices.Equal(a.ClientCertHeaders, []config.ClientCertHeader{config.HeaderXFCC}) {
 		t.Errorf("defaults of a: %+v", a)
 	}
-	if len(b.ClientCertHeaders) != 0 || b.ClientAuth.Mode != "passthrough" {
+	if len(b.ClientCertHeaders) != 0 || b.ClientAuth.Mode != config.ModePassthrough {
 		t.Errorf("explicit empty headers of b: %+v", b)
 	}
 	if len(cf.Backends) != 1 || cf.Backends[0].HealthCheck != nil {

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -208,7 +209,7 @@ func TestIdentityHeadersOnlyWithCertificate(t *testing.T) {
 					}
 				}
 				for _, cr := range l.Routes {
-					alb := hasHeader(l, HeadersALB)
+					alb := slices.Contains(l.ClientCertHeaders, config.HeaderALB)
 					if alb && !withCert[cr.PathPrefix] {
 						t.Errorf("%s: no route %s for clients with a certificate", where, cr.PathPrefix)
 					}

@@ -2,6 +2,7 @@ package envoy
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -100,7 +101,7 @@ func HTTPConnectionManager(l *config.Listener, o Options) (*hcmv3.HttpConnection
 		MaxRequestHeadersKb:          wrapperspb.UInt32(MaxRequestHeadersKB),
 		AccessLog:                    []*accesslogv3.AccessLog{log},
 	}
-	if hasHeader(l, HeadersXFCC) {
+	if slices.Contains(l.ClientCertHeaders, config.HeaderXFCC) {
 		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
 		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
 			Subject: wrapperspb.Bool(true),
@@ -111,8 +112,8 @@ func HTTPConnectionManager(l *config.Listener, o Options) (*hcmv3.HttpConnection
 		}
 	}
 	for _, x := range l.ClientCertHeaders {
-		if x != HeadersXFCC && x != HeadersALB {
-			return nil, fmt.Errorf("listener %q: unknown client_cert_headers entry %q (want xfcc or alb)", l.Name, x)
+		if x != config.HeaderXFCC && x != config.HeaderALB {
+			return nil, fmt.Errorf("listener %q: unknown client_cert_headers entry %s (want xfcc or alb)", l.Name, x)
 		}
 	}
 	if o.Static {
@@ -153,10 +154,10 @@ func IdentityHeaderFilter() *headermutationv3.HeaderMutation {
 // so allowing such names is never an option.
 func headersWithUnderscoresAction(l *config.Listener) (corev3.HttpProtocolOptions_HeadersWithUnderscoresAction, error) {
 	switch l.HTTP.HeadersWithUnderscores {
-	case "", config.UnderscoresDrop:
+	case config.UnderscoresDrop:
 		return corev3.HttpProtocolOptions_DROP_HEADER, nil
 	case config.UnderscoresReject:
 		return corev3.HttpProtocolOptions_REJECT_REQUEST, nil
 	}
-	return 0, fmt.Errorf("listener %q: unknown http.headers_with_underscores %q (want drop or reject)", l.Name, l.HTTP.HeadersWithUnderscores)
+	return 0, fmt.Errorf("listener %q: unknown http.headers_with_underscores %s (want drop or reject)", l.Name, l.HTTP.HeadersWithUnderscores)
 }

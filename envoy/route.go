@@ -3,6 +3,7 @@ package envoy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,12 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/certplane/certplane/config"
-)
-
-// Client certificate header selections (config.Listener.ClientCertHeaders).
-const (
-	HeadersXFCC = "xfcc"
-	HeadersALB  = "alb"
 )
 
 // The ALB-style client certificate headers, as AWS ALB names them. ALB's
@@ -77,7 +72,7 @@ func LoopToken(listener, instance string) string {
 func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfiguration {
 	token := LoopToken(l.Name, o.Instance)
 	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}, Routes: []*routev3.Route{loopRoute(token)}}
-	alb := hasHeader(l, HeadersALB)
+	alb := slices.Contains(l.ClientCertHeaders, config.HeaderALB)
 	for _, r := range l.Routes {
 		if alb {
 			withCert := forward(r)
@@ -145,13 +140,4 @@ func albHeaders() []*corev3.HeaderValueOption {
 		})
 	}
 	return out
-}
-
-func hasHeader(l *config.Listener, h string) bool {
-	for _, x := range l.ClientCertHeaders {
-		if x == h {
-			return true
-		}
-	}
-	return false
 }

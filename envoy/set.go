@@ -108,7 +108,7 @@ func (t *Translator) unit(l *config.Listener, o Options) (Set, error) {
 		}
 		s[resource.SecretType][sec.Name] = sec
 	}
-	if mode := l.ClientAuth.Mode; mode == config.ModeOptional || mode == config.ModeVerify {
+	if l.ClientAuth.Mode.VerifiesClients() {
 		if err := t.addTrust(s, l.ClientAuth.TrustStore); err != nil {
 			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}

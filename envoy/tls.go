@@ -42,7 +42,7 @@ func DownstreamTLSContext(l *config.Listener, cert string, o Options) (*tlsv3.Do
 	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: common}
 	ca := l.ClientAuth
 	switch ca.Mode {
-	case config.ModeOff, "":
+	case config.ModeOff:
 		if hasVerifySettings(ca) {
 			return nil, fmt.Errorf("listener %q: client_auth mode off requests no certificate; subject_alt_names, certificate_hashes, spki_hashes, allow_expired and max_verify_depth need mode verify or optional", l.Name)
 		}
@@ -75,7 +75,7 @@ func DownstreamTLSContext(l *config.Listener, cert string, o Options) (*tlsv3.Do
 			ctx.RequireClientCertificate = wrapperspb.Bool(true)
 		}
 	default:
-		return nil, fmt.Errorf("listener %q: unknown client_auth mode %q", l.Name, ca.Mode)
+		return nil, fmt.Errorf("listener %q: unknown client_auth mode %s", l.Name, ca.Mode)
 	}
 	return ctx, nil
 }
@@ -97,9 +97,9 @@ func listenerValidation(ca config.ClientAuth) (*tlsv3.CertificateValidationConte
 		SuppressClientCaList:    !ca.AdvertiseCANames,
 	}
 	switch ca.CRL {
-	case "", config.CRLFullChain, config.CRLLeafOnly:
+	case config.CRLFullChain, config.CRLLeafOnly:
 	default:
-		return nil, fmt.Errorf("unknown crl scope %q (want full_chain or leaf_only)", ca.CRL)
+		return nil, fmt.Errorf("unknown crl scope %s (want full_chain or leaf_only)", ca.CRL)
 	}
 	if ca.MaxVerifyDepth != nil {
 		v.MaxVerifyDepth = wrapperspb.UInt32(*ca.MaxVerifyDepth)
@@ -114,18 +114,18 @@ func listenerValidation(ca config.ClientAuth) (*tlsv3.CertificateValidationConte
 	return v, nil
 }
 
-var sanTypes = map[string]tlsv3.SubjectAltNameMatcher_SanType{
-	"dns":   tlsv3.SubjectAltNameMatcher_DNS,
-	"uri":   tlsv3.SubjectAltNameMatcher_URI,
-	"email": tlsv3.SubjectAltNameMatcher_EMAIL,
-	"ip":    tlsv3.SubjectAltNameMatcher_IP_ADDRESS,
+var sanTypes = map[config.SANType]tlsv3.SubjectAltNameMatcher_SanType{
+	config.SANDNS:   tlsv3.SubjectAltNameMatcher_DNS,
+	config.SANURI:   tlsv3.SubjectAltNameMatcher_URI,
+	config.SANEmail: tlsv3.SubjectAltNameMatcher_EMAIL,
+	config.SANIP:    tlsv3.SubjectAltNameMatcher_IP_ADDRESS,
 }
 
 // SANMatcher is one entry of a subject-alt-name allow-list.
 func SANMatcher(s config.SANMatcher) (*tlsv3.SubjectAltNameMatcher, error) {
 	t, ok := sanTypes[s.Type]
 	if !ok {
-		return nil, fmt.Errorf("unknown SAN type %q (want dns, uri, email or ip)", s.Type)
+		return nil, fmt.Errorf("unknown SAN type %s (want dns, uri, email or ip)", s.Type)
 	}
 	m := &matcherv3.StringMatcher{}
 	set := 0
@@ -170,14 +170,14 @@ func TLSParams(p config.TLSPolicy) (*tlsv3.TlsParameters, error) {
 	}, nil
 }
 
-func tlsVersion(s string) (tlsv3.TlsParameters_TlsProtocol, error) {
-	switch s {
-	case "TLSv1_2":
+func tlsVersion(v config.TLSVersion) (tlsv3.TlsParameters_TlsProtocol, error) {
+	switch v {
+	case config.TLSv12:
 		return tlsv3.TlsParameters_TLSv1_2, nil
-	case "TLSv1_3":
+	case config.TLSv13:
 		return tlsv3.TlsParameters_TLSv1_3, nil
 	}
-	return 0, fmt.Errorf("unsupported TLS version %q (want TLSv1_2 or TLSv1_3)", s)
+	return 0, fmt.Errorf("unsupported TLS version %s (want TLSv1_2 or TLSv1_3)", v)
 }
 
 // UpstreamTLSContext is HTTPS, or mTLS when t.Certificate is set, from Envoy

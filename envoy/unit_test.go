@@ -226,36 +226,36 @@ func TestBuilderErrors(t *testing.T) {
 			`listener "payments": client_auth mode verify needs a trust_store`},
 		{"missing backend", verify, func(l *config.Listener) { l.Routes = []config.Route{{PathPrefix: "/", Backend: "nope"}} },
 			`listener "payments" route /: backend "nope" is not defined or not valid`},
-		{"unknown mode", verify, func(l *config.Listener) { l.ClientAuth.Mode = "maybe" },
-			`listener "payments": unknown client_auth mode "maybe"`},
+		{"unknown mode", verify, func(l *config.Listener) { l.ClientAuth.Mode = 9 },
+			`listener "payments": unknown client_auth mode ClientAuthMode(9)`},
 		{"passthrough with SAN rules", verify, func(l *config.Listener) {
 			l.ClientAuth.Mode = config.ModePassthrough
-			l.ClientAuth.SubjectAltNames = []config.SANMatcher{{Type: "dns", Exact: "a.example"}}
+			l.ClientAuth.SubjectAltNames = []config.SANMatcher{{Type: config.SANDNS, Exact: "a.example"}}
 		}, `listener "payments": client_auth mode passthrough verifies nothing; subject_alt_names, certificate_hashes, spki_hashes, allow_expired and max_verify_depth need mode verify or optional`},
 		{"off with depth", verify, func(l *config.Listener) {
 			l.ClientAuth.Mode = config.ModeOff
 			l.ClientAuth.MaxVerifyDepth = &depth
 		}, `listener "payments": client_auth mode off requests no certificate; subject_alt_names, certificate_hashes, spki_hashes, allow_expired and max_verify_depth need mode verify or optional`},
 		{"two patterns", verify, func(l *config.Listener) {
-			l.ClientAuth.SubjectAltNames = []config.SANMatcher{{Type: "uri", Exact: "a", Prefix: "b"}}
+			l.ClientAuth.SubjectAltNames = []config.SANMatcher{{Type: config.SANURI, Exact: "a", Prefix: "b"}}
 		}, `listener "payments": subject_alt_names[0]: uri matcher needs exactly one of exact, prefix, suffix, contains, regex; has 2`},
 		{"bad SAN type", verify, func(l *config.Listener) {
-			l.ClientAuth.SubjectAltNames = []config.SANMatcher{{Type: "upn", Exact: "a"}}
-		}, `listener "payments": subject_alt_names[0]: unknown SAN type "upn" (want dns, uri, email or ip)`},
-		{"bad crl scope", verify, func(l *config.Listener) { l.ClientAuth.CRL = "none" },
-			`listener "payments": unknown crl scope "none" (want full_chain or leaf_only)`},
-		{"bad TLS version", verify, func(l *config.Listener) { l.TLS.MinVersion = "TLSv1_1" },
-			`listener "payments": tls_policy tls12 min_version: unsupported TLS version "TLSv1_1" (want TLSv1_2 or TLSv1_3)`},
-		{"inverted TLS versions", verify, func(l *config.Listener) { l.TLS.MinVersion, l.TLS.MaxVersion = "TLSv1_3", "TLSv1_2" },
+			l.ClientAuth.SubjectAltNames = []config.SANMatcher{{Type: 9, Exact: "a"}}
+		}, `listener "payments": subject_alt_names[0]: unknown SAN type SANType(9) (want dns, uri, email or ip)`},
+		{"bad crl scope", verify, func(l *config.Listener) { l.ClientAuth.CRL = 9 },
+			`listener "payments": unknown crl scope CRLScope(9) (want full_chain or leaf_only)`},
+		{"bad TLS version", verify, func(l *config.Listener) { l.TLS.MinVersion = 0 },
+			`listener "payments": tls_policy tls12 min_version: unsupported TLS version TLSVersion(0) (want TLSv1_2 or TLSv1_3)`},
+		{"inverted TLS versions", verify, func(l *config.Listener) { l.TLS.MinVersion, l.TLS.MaxVersion = config.TLSv13, config.TLSv12 },
 			`listener "payments": tls_policy tls12: min_version TLSv1_3 is above max_version TLSv1_2`},
-		{"unknown header", verify, func(l *config.Listener) { l.ClientCertHeaders = []string{"xfcc", "rfc9440"} },
-			`listener "payments": unknown client_cert_headers entry "rfc9440" (want xfcc or alb)`},
+		{"unknown header", verify, func(l *config.Listener) { l.ClientCertHeaders = []config.ClientCertHeader{config.HeaderXFCC, 9} },
+			`listener "payments": unknown client_cert_headers entry ClientCertHeader(9) (want xfcc or alb)`},
 		{"certificate twice", sni, func(l *config.Listener) { l.Certificates = []string{"payments", "api", "api"} },
 			`listener "edge": certificate "api" is listed twice`},
 		{"duplicate SNI name", sniDup, func(l *config.Listener) {},
 			`listener "edge": DNS name "api.example.com" is in both certificate "api" and certificate "admin"; SNI could not choose between them`},
-		{"unknown underscore action", verify, func(l *config.Listener) { l.HTTP.HeadersWithUnderscores = "allow" },
-			`listener "payments": unknown http.headers_with_underscores "allow" (want drop or reject)`},
+		{"unknown underscore action", verify, func(l *config.Listener) { l.HTTP.HeadersWithUnderscores = 9 },
+			`listener "payments": unknown http.headers_with_underscores UnderscoresAction(9) (want drop or reject)`},
 		{"valid mTLS listener", mtls, func(l *config.Listener) {}, ""},
 	}
 	for _, tc := range cases {

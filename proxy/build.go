@@ -19,14 +19,16 @@ type builder struct {
 	next        *state
 	secrets     map[string]*secret
 	mtlsOptions mtls.Options
-	// runtimes gives the long-lived cluster runtimes (hosts survive updates).
+	// runtimes gives the long-lived cluster runtimes (hosts survive
+	// updates); the build only reads them (see commitRuntimes).
 	runtimes map[string]*clusterRuntime
 	// problems collects per-resource errors that kept a previous version.
 	problems map[string]string
 	// parsedBytes is the wire size of the Secrets parsed anew (see
-	// Proxy.Update).
+	// largeSecretBytes).
 	parsedBytes int
-	// validated holds Secrets already parsed by Validate (see Proxy).
+	// validated holds the Secrets that the check of this very change
+	// parsed (see Proxy.Prepare).
 	validated map[*tlsv3.Secret]*secret
 }
 

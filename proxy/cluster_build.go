@@ -10,7 +10,9 @@ import (
 
 // buildCluster resolves a Cluster against its endpoints and secrets. Hosts
 // come from the cluster's runtime, so an endpoint kept across updates keeps
-// its health state.
+// its health state. It only reads the runtimes: a new runtime and new hosts
+// join them when the state is committed (commitRuntimes), so a candidate
+// that is never committed leaves nothing behind.
 func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clusterState, error) {
 	name := c.GetName()
 	spec, err := checkCluster(c)
@@ -57,7 +59,6 @@ func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clu
 	rt := b.runtimes[name]
 	if rt == nil {
 		rt = &clusterRuntime{hosts: map[string]*host{}}
-		b.runtimes[name] = rt
 	}
 	cs.rt = rt
 	keep := make(map[string]bool, len(addrs))
@@ -74,14 +75,23 @@ func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clu
 			// (PENDING_ACTIVE_HC only with ignore_new_hosts_until_first_hc).
 			h = &host{cluster: name, addr: a}
 			h.healthy.Store(spec.hc == nil)
-			rt.hosts[a] = h
 		}
 		cs.hosts = append(cs.hosts, h)
 	}
-	for a := range rt.hosts {
-		if !keep[a] {
-			delete(rt.hosts, a)
-		}
-	}
 	return cs, nil
+}
+
+// commitRuntimes makes the runtimes hold exactly the clusters and hosts of
+// st, which is being committed: a cluster kept from an older state already
+// holds its hosts, one built anew brings its new runtime and hosts. p.mu is
+// held.
+func (p *Proxy) commitRuntimes(st *state) {
+	for name, cs := range st.clusters {
+		p.runtimes[name] = cs.rt
+		hosts := make(map[string]*host, len(cs.hosts))
+		for _, h := range cs.hosts {
+			hosts[h.addr] = h
+		}
+		cs.rt.hosts = hosts
+	}
 }

@@ -32,7 +32,7 @@ func TestCRLHeapGrowth(t *testing.T) {
 		crl := e.clientCA.CRLPEM()
 		pemLen = len(crl)
 		e.publish(t, crl)
-		waitFor(t, "the new CRL to be served", func() bool {
+		waitUpdated(t, e.px.Proxy, "the new CRL to be served", func() bool {
 			for _, ts := range e.px.Status().TrustStores {
 				for _, c := range ts.CRLs {
 					if c.Revoked >= serials {

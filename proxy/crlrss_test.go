@@ -37,7 +37,7 @@ func TestCRLRSS(t *testing.T) {
 	before := rssKB(t)
 	e.publish(t, crl)
 	crl = nil
-	waitFor(t, "the new CRL to be served", func() bool {
+	waitUpdated(t, e.px.Proxy, "the new CRL to be served", func() bool {
 		for _, ts := range e.px.Status().TrustStores {
 			for _, c := range ts.CRLs {
 				if c.Revoked >= n {

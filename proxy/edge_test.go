@@ -369,7 +369,7 @@ func TestUpstreamClientCertRotationClosesOldConnections(t *testing.T) {
 		}
 	}
 	e.ads.set(e.rs)
-	waitFor(t, "the rotated secret applied", func() bool {
+	waitUpdated(t, e.px.Proxy, "the rotated secret applied", func() bool {
 		s := e.px.state.Load().secrets["client/proxy"]
 		return s != nil && s.keyPair.Leaf.Subject.CommonName == "proxy-b"
 	})

@@ -13,6 +13,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/certplane/certplane/xds/client"
 )
 
 // TestEdgeFieldsNACK: the issue #11 fields with a value the proxy cannot
@@ -81,6 +83,13 @@ func TestEdgeFieldsNACK(t *testing.T) {
 		err := p.Validate("", []proto.Message{c.msg})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v\nwant an error containing %q", c.name, err, c.want)
+		}
+		// Prepare takes these errors from its candidate's build: the
+		// client must send the very same error_detail.
+		view := (&resourceSet{}).add(c.msg).view()
+		commit, perr := p.Prepare(client.Change{Resources: []proto.Message{c.msg}, View: view})
+		if commit != nil || perr == nil || err == nil || perr.Error() != err.Error() {
+			t.Errorf("%s: Prepare refused with %v, Validate with %v", c.name, perr, err)
 		}
 	}
 }

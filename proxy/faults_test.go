@@ -126,7 +126,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	// Rotate the server certificate.
 	e.server = e.serverCA.Server("proxy.test")
 	e.publish(t, e.clientCA.CRLPEM(pkitest.CRLRevoked()))
-	waitFor(t, "new server certificate served", func() bool {
+	waitUpdated(t, e.px.Proxy, "new server certificate served", func() bool {
 		c, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: pool(e.serverCA.Cert), ServerName: "proxy.test"})
 		if err != nil {
 			return false
@@ -197,7 +197,7 @@ func TestFaults(t *testing.T) {
 	// The returning control plane's changes are applied: route /v2 away.
 	e.listener.routes = [][2]string{{"/v2", "missing"}, {"/", "app"}}
 	e.publish(t, e.clientCA.CRLPEM())
-	waitFor(t, "new route applied", func() bool {
+	waitUpdated(t, e.px.Proxy, "new route applied", func() bool {
 		code, _, err := get(cl, e.url("/v2"))
 		return err == nil && code == 503
 	})

@@ -88,10 +88,11 @@ func newXDSFuzzWorld(tb testing.TB) *xdsFuzzWorld {
 	// The world's clusters have had their first health-check round (no
 	// checker runs here), so its listeners do not warm on them.
 	runtimes := map[string]*clusterRuntime{}
-	(&builder{prev: emptyState(), runtimes: runtimes, mtlsOptions: p.mtlsOptions}).build(worldResources(rs))
-	for _, rt := range runtimes {
-		rt.hcKey = "first round done"
-		rt.warm.Store(true)
+	first := (&builder{prev: emptyState(), runtimes: runtimes, mtlsOptions: p.mtlsOptions}).build(worldResources(rs))
+	for name, cs := range first.clusters {
+		cs.rt.hcKey = "first round done"
+		cs.rt.warm.Store(true)
+		runtimes[name] = cs.rt
 	}
 	b := &builder{prev: emptyState(), runtimes: runtimes, mtlsOptions: p.mtlsOptions}
 	base := b.build(worldResources(rs))
@@ -169,16 +170,26 @@ func (w *xdsFuzzWorld) seeds(tb testing.TB) [][]byte {
 	return out
 }
 
-// check runs one response through Validate and, when accepted, the build.
+// check runs one response through Validate's checks and, when accepted,
+// the build of the candidate.
 func (w *xdsFuzzWorld) check(t *testing.T, resp *discoveryv3.DiscoveryResponse) {
 	url := resp.GetTypeUrl()
 	msgs, ok := decodeAsClient(resp)
 	if !ok {
 		return // the client NACKs it before the proxy sees it
 	}
-	err := w.p.Validate(url, msgs)
+	parsed, err := w.p.check(msgs, w.p.state.Load(), true)
 	if w.p.state.Load() != w.base {
 		t.Fatal("Validate changed the served state")
+	}
+	// Prepare refuses what Validate refuses, with the same error_detail,
+	// though it takes the listener and route errors from its candidate.
+	_, perr := w.p.Prepare(client.Change{TypeURL: url, Resources: msgs, View: w.view(url, msgs)})
+	if (perr == nil) != (err == nil) || perr != nil && perr.Error() != err.Error() {
+		t.Fatalf("Prepare: %v\nValidate: %v", perr, err)
+	}
+	if w.p.state.Load() != w.base {
+		t.Fatal("Prepare changed the served state")
 	}
 	if err != nil {
 		if err.Error() == "" {
@@ -186,10 +197,7 @@ func (w *xdsFuzzWorld) check(t *testing.T, resp *discoveryv3.DiscoveryResponse) 
 		}
 		return
 	}
-	b := &builder{prev: w.base, runtimes: map[string]*clusterRuntime{}, mtlsOptions: w.p.mtlsOptions}
-	if v := w.p.validated.Swap(nil); v != nil {
-		b.validated = *v
-	}
+	b := &builder{prev: w.base, runtimes: map[string]*clusterRuntime{}, mtlsOptions: w.p.mtlsOptions, validated: parsed}
 	b.build(w.view(url, msgs))
 	for _, m := range msgs {
 		kind, name := describe(m)
@@ -278,7 +286,6 @@ func TestXDSFuzzWorld(t *testing.T) {
 			t.Fatalf("seed %d does not decode", i)
 		}
 		err := w.p.Validate(resp.GetTypeUrl(), msgs)
-		w.p.validated.Store(nil)
 		if last := i == len(seeds)-1; (err != nil) != last {
 			t.Errorf("seed %d (%s): Validate = %v", i, resp.GetTypeUrl(), err)
 		} else if last && !strings.Contains(err.Error(), "trust/upstream") {

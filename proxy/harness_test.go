@@ -495,7 +495,7 @@ func startProxyOptions(t testing.TB, target string, opts Options) *runningProxy 
 func (rp *runningProxy) addr(t testing.TB, listener string) string {
 	t.Helper()
 	var a net.Addr
-	waitFor(t, "listener "+listener+" to serve", func() bool { a = rp.ListenerAddr(listener); return a != nil })
+	waitUpdated(t, rp.Proxy, "listener "+listener+" to serve", func() bool { a = rp.ListenerAddr(listener); return a != nil })
 	return a.String()
 }
 
@@ -556,4 +556,24 @@ func get(c *http.Client, url string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// waitUpdated waits until cond holds, checking it after every commit of
+// p's state: for conditions that only a commit changes (listeners bound,
+// resources applied, /status), so that no polling is needed.
+func waitUpdated(t testing.TB, p *Proxy, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for {
+		updated := p.Updated() // before cond: a commit in between closes it
+		if cond() {
+			return
+		}
+		select {
+		case <-updated:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }

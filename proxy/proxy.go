@@ -5,7 +5,9 @@
 //
 // Every update builds one immutable state (listeners, filter chains with
 // their certificates and verifiers, routes, clusters) that is swapped
-// atomically. Sockets, connections and health checkers are reconciled
+// atomically. The state is built once, as the xDS client prepares the
+// response (a build error NACKs it), and that candidate is what the commit
+// serves. Sockets, connections and health checkers are reconciled
 // against it: listeners are bound, rebound or drained; open connections
 // are rechecked when their verifier changes (a CRL revokes a live client).
 package proxy
@@ -70,10 +72,11 @@ type Proxy struct {
 	mtlsOptions mtls.Options
 
 	state atomic.Pointer[state]
-	// validated hands the Secrets the last Validate parsed to the Update
-	// that follows, keyed by message identity, so a 1,000,000-serial CRL
-	// is parsed once per update, not twice.
-	validated atomic.Pointer[map[*tlsv3.Secret]*secret]
+	// updatedCh is closed and replaced by every commit (see Updated).
+	updatedCh atomic.Pointer[chan struct{}]
+	// builds counts the states built, so tests can check that a commit
+	// serves its prepared candidate instead of building the state again.
+	builds atomic.Uint64
 	// status is what /status shows, rebuilt on every update.
 	status    atomic.Pointer[Status]
 	connected atomic.Bool
@@ -116,6 +119,8 @@ func New(opts Options) *Proxy {
 		listeners: map[string]*listenerRuntime{}, runtimes: map[string]*clusterRuntime{}, bindErrs: map[string]string{},
 	}
 	p.state.Store(emptyState())
+	updated := make(chan struct{})
+	p.updatedCh.Store(&updated)
 	p.status.Store(&Status{})
 	live := map[string]*listenerRuntime{}
 	p.live.Store(&live)
@@ -133,10 +138,9 @@ func New(opts Options) *Proxy {
 func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
 
 // ClientConfig completes an xDS client configuration with the proxy's
-// validator and callbacks.
+// Prepare and callbacks.
 func (p *Proxy) ClientConfig(cfg client.Config) client.Config {
-	cfg.Validate = p.Validate
-	cfg.OnUpdate = p.Update
+	cfg.Prepare = p.Prepare
 	cfg.OnConnState = p.setConnected
 	if cfg.Logger == nil {
 		cfg.Logger = p.log.With("component", "xds-client")
@@ -195,19 +199,88 @@ func (p *Proxy) setConnected(up bool) {
 	p.log.Info("xds connection state", "connected", up)
 }
 
-// Update builds the next state from the accepted resources, publishes it,
-// and reconciles sockets, health checkers and open connections with it.
+// Updated returns a channel that the next commit of a state closes: an
+// accepted xDS update, or the rebuild that starts the listeners a warmed
+// cluster held back. Take it before the action whose effect to wait for;
+// the state and Status are already those of the commit when it closes.
+func (p *Proxy) Updated() <-chan struct{} { return *p.updatedCh.Load() }
+
+// Prepare is the xDS client's client.Config.Prepare. It refuses (NACKs)
+// what Validate refuses, with the same error; otherwise it builds the
+// candidate state from the view the change yields, once, and returns the
+// commit that serves that very candidate. A refused candidate is dropped:
+// building it changed nothing (see commitRuntimes).
+func (p *Proxy) Prepare(ch client.Change) (commit func(), err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return func() {}, nil
+	}
+	cur := p.state.Load()
+	parsed, err := p.check(ch.Resources, cur, false)
+	if err != nil {
+		// Refused anyway: check again in full so that error_detail lists
+		// every defect, in Validate's words and order.
+		_, err = p.check(ch.Resources, cur, true)
+		return nil, err
+	}
+	c := p.prepare(ch.View, cur, parsed)
+	if err := builtErrors(ch.Resources, c); err != nil {
+		return nil, err
+	}
+	return func() { p.commit(c) }, nil
+}
+
+// Update builds the next state from res and commits it, as an accepted
+// update does; for callers without an xDS client (tests, fuzzers).
 func (p *Proxy) Update(res client.Resources) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
-	var validated map[*tlsv3.Secret]*secret
-	if v := p.validated.Swap(nil); v != nil {
-		validated = *v
+	p.commitLocked(p.prepare(res, p.state.Load(), nil))
+}
+
+// candidate is a state built from one set of resources, not yet served.
+type candidate struct {
+	prev, next *state
+	// problems are the resources that kept a previous version (logged and
+	// shown on /status at commit).
+	problems    map[string]string
+	parsedBytes int
+}
+
+// prepare builds the candidate state for res on top of prev, reusing the
+// Secrets that check already parsed (by message identity), so that a
+// 1,000,000-serial CRL is parsed once per update. p.mu is held: the build
+// reads the cluster runtimes, which only a commit changes.
+func (p *Proxy) prepare(res client.Resources, prev *state, parsed map[*tlsv3.Secret]*secret) *candidate {
+	p.builds.Add(1)
+	b := &builder{prev: prev, runtimes: p.runtimes, mtlsOptions: p.mtlsOptions, validated: parsed}
+	next := b.build(res)
+	return &candidate{prev: prev, next: next, problems: b.problems, parsedBytes: b.parsedBytes}
+}
+
+// parsedSecrets gives the Secrets the candidate parsed, by message
+// identity, so that building it again does not parse them again.
+func (c *candidate) parsedSecrets() map[*tlsv3.Secret]*secret {
+	out := map[*tlsv3.Secret]*secret{}
+	for name, m := range c.next.res.Secrets {
+		if _, failed := c.problems["secret/"+name]; !failed && c.next.secrets[name] != nil {
+			out[m] = c.next.secrets[name]
+		}
 	}
-	p.apply(res, validated)
+	return out
+}
+
+func (p *Proxy) commit(c *candidate) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.commitLocked(c)
 }
 
 // clusterWarmed rebuilds the state once a cluster's first health-check
@@ -223,30 +296,35 @@ func (p *Proxy) clusterWarmed(cluster string) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if st := p.state.Load(); !p.closed && len(st.warming) > 0 {
-			p.apply(st.res, nil)
+			p.commitLocked(p.prepare(st.res, st, nil))
 		}
 	}()
 }
 
-// apply builds the next state from res, publishes it and reconciles
-// sockets, health checkers and open connections with it. p.mu is held.
-func (p *Proxy) apply(res client.Resources, validated map[*tlsv3.Secret]*secret) {
-	prev := p.state.Load()
-	b := &builder{prev: prev, runtimes: p.runtimes, mtlsOptions: p.mtlsOptions, validated: validated}
-	next := b.build(res)
+// commitLocked publishes a candidate and reconciles sockets, health
+// checkers and open connections with it. A candidate built on a state that
+// is no longer current (a warmed cluster's rebuild committed in between) is
+// built again on the current one: committing it would undo that rebuild and
+// leave its listeners warming for good. p.mu is held.
+func (p *Proxy) commitLocked(c *candidate) {
+	if cur := p.state.Load(); c.prev != cur {
+		c = p.prepare(c.next.res, cur, c.parsedSecrets())
+	}
+	prev, next := c.prev, c.next
+	p.commitRuntimes(next)
 	p.state.Store(next)
 	retireTransports(prev, next)
 	p.reconcileClusters(next)
 	p.reconcileListeners(next)
 	p.recheck(next)
 	p.updated.Store(true)
-	for _, k := range sortedKeys(b.problems) {
-		p.log.Error("resource not applied, previous version kept", "resource", k, "error", b.problems[k])
+	for _, k := range sortedKeys(c.problems) {
+		p.log.Error("resource not applied, previous version kept", "resource", k, "error", c.problems[k])
 	}
 	for _, k := range sortedKeys(next.warming) {
 		p.log.Info("listener warming", "listener", k, "waiting_for", next.warming[k])
 	}
-	if b.parsedBytes > largeSecretBytes {
+	if c.parsedBytes > largeSecretBytes {
 		// Parsing a CRL of 1,000,000 serials leaves about 1 GB of garbage
 		// (the Secret's PEM, its DER, x509's entries) that the runtime's
 		// background scavenger would hand back to the OS over minutes:
@@ -254,8 +332,10 @@ func (p *Proxy) apply(res client.Resources, validated map[*tlsv3.Secret]*secret)
 		// the update is served. Handshakes do not wait: they read state.
 		debug.FreeOSMemory()
 	}
-	p.status.Store(p.buildStatus(next, b.problems))
+	p.status.Store(p.buildStatus(next, c.problems))
 	p.checkExpiry(time.Now())
+	updated := make(chan struct{})
+	close(*p.updatedCh.Swap(&updated))
 }
 
 // largeSecretBytes is the wire size of newly parsed Secrets above which an

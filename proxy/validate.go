@@ -20,7 +20,17 @@ import (
 // Cross-type checks (a listener's validation context merged with its trust
 // secret) use the last accepted resources of the other types.
 func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
-	cur := p.state.Load()
+	_, err := p.check(resources, p.state.Load(), true)
+	return err
+}
+
+// check is Validate against the state cur. It returns the Secrets it
+// parsed, by message identity, for the build of the candidate state.
+// Without buildAll it leaves out the checks that are a build of the
+// resource itself (listeners, route configurations): Prepare takes their
+// errors from the candidate's build instead (builtErrors), so that an
+// accepted update builds them once.
+func (p *Proxy) check(resources []proto.Message, cur *state, buildAll bool) (map[*tlsv3.Secret]*secret, error) {
 	var errs []string
 	var newSecrets map[string]*secret
 	for _, r := range resources {
@@ -33,9 +43,13 @@ func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
 		var err error
 		switch m := r.(type) {
 		case *listenerv3.Listener:
-			err = p.checkListener(m, cur.secrets)
+			if buildAll {
+				err = p.checkListener(m, cur.secrets)
+			}
 		case *routev3.RouteConfiguration:
-			_, err = buildRoutes(m)
+			if buildAll {
+				_, err = buildRoutes(m)
+			}
 		case *clusterv3.Cluster:
 			err = checkClusterAgainst(m, cur.secrets)
 		case *endpointv3.ClusterLoadAssignment:
@@ -70,16 +84,44 @@ func (p *Proxy) Validate(typeURL string, resources []proto.Message) error {
 		}
 	}
 	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
+		return nil, errors.New(strings.Join(errs, "; "))
 	}
+	var parsed map[*tlsv3.Secret]*secret
 	if newSecrets != nil {
-		parsed := make(map[*tlsv3.Secret]*secret, len(newSecrets))
+		parsed = make(map[*tlsv3.Secret]*secret, len(newSecrets))
 		for _, r := range resources {
 			if m, ok := r.(*tlsv3.Secret); ok && newSecrets[m.GetName()] != nil {
 				parsed[m] = newSecrets[m.GetName()]
 			}
 		}
-		p.validated.Store(&parsed)
+	}
+	return parsed, nil
+}
+
+// builtErrors are the errors that check without buildAll left out, as
+// check words them, taken from the problems of the candidate built from
+// the change: the candidate builds each listener and route configuration
+// of resources with the same secrets as check would (those of the served
+// state, which a Listener or RDS change does not alter).
+func builtErrors(resources []proto.Message, c *candidate) error {
+	var errs []string
+	for _, r := range resources {
+		var key string
+		switch m := r.(type) {
+		case *listenerv3.Listener:
+			key = "listener/" + m.GetName()
+		case *routev3.RouteConfiguration:
+			key = "route/" + m.GetName()
+		default:
+			continue
+		}
+		if problem, ok := c.problems[key]; ok {
+			kind, name := describe(r)
+			errs = append(errs, fmt.Sprintf("%s %q: %s", kind, name, problem))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func TestListenerWarmsUntilItsClustersExist(t *testing.T) {
 	rs := (&resourceSet{}).add(l.build()...).add(keyPairSecret("server/proxy", server))
 	a.set(rs)
 	px := startProxy(t, a.addr)
-	waitFor(t, "listener to warm on its cluster", func() bool {
+	waitUpdated(t, px.Proxy, "listener to warm on its cluster", func() bool {
 		for _, ls := range px.Status().Listeners {
 			if ls.Name == "public" && ls.Warming == "cluster app" {
 				return true
@@ -70,12 +70,12 @@ func TestNotReadyBeforeListeners(t *testing.T) {
 	a.set((&resourceSet{}).add(backend...).add(bad).add(good[1:]...).add(keyPairSecret("server/proxy", server)))
 	px := startProxy(t, a.addr)
 	waitFor(t, "the listener to be NACKed", func() bool { return len(a.nackList()) > 0 })
-	waitFor(t, "the cluster to arrive", func() bool { return len(px.Status().Clusters) == 1 })
+	waitUpdated(t, px.Proxy, "the cluster to arrive", func() bool { return len(px.Status().Clusters) == 1 })
 	if px.Ready() {
 		t.Fatal("ready although no Listener response was accepted")
 	}
 	a.set((&resourceSet{}).add(backend...).add(good...).add(keyPairSecret("server/proxy", server)))
-	waitFor(t, "ready once the listener is accepted and bound", px.Ready)
+	waitUpdated(t, px.Proxy, "ready once the listener is accepted and bound", px.Ready)
 	if px.ListenerAddr("public") == nil {
 		t.Fatal("ready, but the listener is not bound")
 	}
@@ -152,7 +152,7 @@ func TestListenerWarmsUntilFirstHealthCheck(t *testing.T) {
 	px := startProxy(t, a.addr)
 	b.waitProbed(t)
 	want := "first health check of cluster app"
-	waitFor(t, "the listener to start or to warm on the health check", func() bool {
+	waitUpdated(t, px.Proxy, "the listener to start or to warm on the health check", func() bool {
 		return px.ListenerAddr("public") != nil || listenerWarming(px, "public") == want
 	})
 	c := httpsClient(serverCA.Cert, nil, false)
@@ -168,7 +168,7 @@ func TestListenerWarmsUntilFirstHealthCheck(t *testing.T) {
 	if code, body, err := get(c, "https://"+addr+"/"); err != nil || code != 200 || body != "backend 1" {
 		t.Fatalf("first request once the listener started: %d %q %v", code, body, err)
 	}
-	waitFor(t, "ready once the first health check passed", px.Ready)
+	waitUpdated(t, px.Proxy, "ready once the first health check passed", px.Ready)
 }
 
 // TestListenerStartsAfterFailedFirstHealthCheck shows that a first round
@@ -189,7 +189,7 @@ func TestListenerStartsAfterFailedFirstHealthCheck(t *testing.T) {
 	if code, _, err := get(c, "https://"+addr+"/"); err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("request to a cluster whose only host failed its first check: %d %v, want 503", code, err)
 	}
-	waitFor(t, "ready although the first health check failed", px.Ready)
+	waitUpdated(t, px.Proxy, "ready although the first health check failed", px.Ready)
 }
 
 // TestWarmClusterUpdateDoesNotRewarm shows that a cluster update keeping its
@@ -209,14 +209,14 @@ func TestWarmClusterUpdateDoesNotRewarm(t *testing.T) {
 	a.set(base().add(healthCheckedCluster("app", time.Minute, b1.addr())...))
 	px := startProxy(t, a.addr)
 	addr := px.addr(t, "public")
-	waitFor(t, "ready", px.Ready)
+	waitUpdated(t, px.Proxy, "ready", px.Ready)
 	c := httpsClient(serverCA.Cert, nil, false)
 
 	updated := healthCheckedCluster("app", time.Minute, b1.addr())
 	updated[0].(*clusterv3.Cluster).ConnectTimeout = durationpb.New(4 * time.Second)
 	v := px.Status().Versions[resource.ClusterType]
 	a.set(base().add(updated...))
-	waitFor(t, "the cluster update", func() bool { return px.Status().Versions[resource.ClusterType] != v })
+	waitUpdated(t, px.Proxy, "the cluster update", func() bool { return px.Status().Versions[resource.ClusterType] != v })
 	if w := listenerWarming(px, "public"); w != "" || !px.Ready() {
 		t.Fatalf("a cluster update with the same hosts warmed the listener again: %q", w)
 	}
@@ -226,7 +226,7 @@ func TestWarmClusterUpdateDoesNotRewarm(t *testing.T) {
 
 	v = px.Status().Versions[resource.EndpointType]
 	a.set(base().add(healthCheckedCluster("app", time.Minute, b1.addr(), b2.addr())...))
-	waitFor(t, "the new host", func() bool { return px.Status().Versions[resource.EndpointType] != v })
+	waitUpdated(t, px.Proxy, "the new host", func() bool { return px.Status().Versions[resource.EndpointType] != v })
 	b2.waitProbed(t)
 	if w := listenerWarming(px, "public"); w != "" || !px.Ready() {
 		t.Fatalf("a host added to a warm cluster warmed the listener again: %q", w)

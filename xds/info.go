@@ -50,7 +50,7 @@ func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 			Address:    l.Address,
 			SourceFile: l.SourceFile,
 			State:      status.StateServing,
-			ClientAuth: l.ClientAuth.Mode,
+			ClientAuth: l.ClientAuth.Mode.String(),
 			TrustStore: l.ClientAuth.TrustStore,
 		},
 		clients: map[string]status.Certificate{},
@@ -66,7 +66,7 @@ func infoOf(cache *infoCache, m *config.Model, l *config.Listener) unitInfo {
 		in.listener.Certificates = append(in.listener.Certificates, c)
 	}
 	stores := []string{}
-	if l.ClientAuth.TrustStore != "" && l.ClientAuth.Mode != config.ModeOff && l.ClientAuth.Mode != config.ModePassthrough {
+	if l.ClientAuth.TrustStore != "" && l.ClientAuth.Mode.VerifiesClients() {
 		stores = append(stores, l.ClientAuth.TrustStore)
 	}
 	backends := []string{}

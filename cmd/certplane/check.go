@@ -139,7 +139,11 @@ func printCheckListener(w io.Writer, m *config.Model, l *config.Listener, now ti
 	}
 	fmt.Fprintln(w)
 	if len(l.ClientCertHeaders) > 0 {
-		fmt.Fprintf(w, "  client certificate headers: %s\n", strings.Join(l.ClientCertHeaders, ", "))
+		hs := make([]string, len(l.ClientCertHeaders))
+		for i, h := range l.ClientCertHeaders {
+			hs[i] = h.String()
+		}
+		fmt.Fprintf(w, "  client certificate headers: %s\n", strings.Join(hs, ", "))
 	}
 	for _, r := range l.Routes {
 		b := m.Backends[r.Backend]
@@ -195,7 +199,7 @@ func checkSANRule(s config.SANMatcher) string {
 			return fmt.Sprintf("%s %s %q", s.Type, kv[0], kv[1])
 		}
 	}
-	return s.Type
+	return s.Type.String()
 }
 
 func checkUntil(t, now time.Time) string {

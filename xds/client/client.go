@@ -83,6 +83,19 @@ type Resources struct {
 // and the previous resources of that type are kept.
 type Validator func(typeURL string, resources []proto.Message) error
 
+// Change is one response the client is about to accept, handed to
+// Config.Prepare.
+type Change struct {
+	TypeURL string
+	Version string
+	// Resources are the response's resources after the client's own
+	// checks; for RDS, EDS and SDS only the subscribed names.
+	Resources []proto.Message
+	// View is everything the client holds once the change is accepted: what
+	// OnUpdate then receives. The receiver must not mutate it.
+	View Resources
+}
+
 // Config configures Run.
 type Config struct {
 	Target   string      // "host:port" or "unix:///path"
@@ -98,6 +111,15 @@ type Config struct {
 	// client's own checks (decoding, proto validation, unknown fields,
 	// references). For RDS, EDS and SDS it sees only subscribed names.
 	Validate Validator
+	// Prepare, when set, is called after Validate with every response the
+	// client would accept, so that the consumer builds what accepting it
+	// means (the proxy: its next state) while it can still refuse it: a
+	// non-nil error NACKs the response as Validate's does. Otherwise the
+	// client calls commit once, before OnUpdate and the ACK; a refused
+	// change is never committed, so Prepare must leave nothing to undo.
+	// Calls are serial, from Run's goroutine: each commit follows its own
+	// Prepare, before the next Prepare.
+	Prepare func(Change) (commit func(), err error)
 	// OnUpdate is called after every ACKed response with a full copy-on-write
 	// snapshot; the receiver must not mutate it. Calls are serial, from Run's
 	// goroutine, so a slow OnUpdate delays the stream. A view may reference a

@@ -2,6 +2,7 @@ package client
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -536,6 +537,65 @@ func TestPlaintextPolicy(t *testing.T) {
 		}
 		if err == nil && creds.Info().SecurityProtocol != "insecure" {
 			t.Errorf("%s: security protocol %q, want insecure", tc.target, creds.Info().SecurityProtocol)
+		}
+	}
+}
+
+// TestPrepareCommit: every response the client accepts is prepared with the
+// view it yields and then committed once, before OnUpdate; a response that
+// Prepare refuses is NACKed and never committed.
+func TestPrepareCommit(t *testing.T) {
+	checkNoLeaks(t)
+	lis := listenTCP(t)
+	srv := startServer(t, lis, nil)
+	w1 := world1(t)
+	srv.set(t, w1)
+	const detail = "cluster bad refused by Prepare"
+	type event struct {
+		what, url, version string
+		view               Resources
+	}
+	events := newRecorder[event]()
+	prepare := func(ch Change) (func(), error) {
+		if ch.View.Versions[ch.TypeURL] != ch.Version {
+			t.Errorf("%s: the view is at %q, not the change's version %q", ch.TypeURL, ch.View.Versions[ch.TypeURL], ch.Version)
+		}
+		for _, m := range ch.Resources {
+			if c, ok := m.(*clusterv3.Cluster); ok && c.GetName() == "bad" {
+				return nil, errors.New(detail)
+			}
+		}
+		events.add(event{"prepare", ch.TypeURL, ch.Version, ch.View})
+		return func() { events.add(event{"commit", ch.TypeURL, ch.Version, ch.View}) }, nil
+	}
+	h := runClient(t, Config{Target: lis.Addr().String(), Prepare: prepare})
+	h.updates.wait(t, 0, "world1", hasVersions(w1.versions()))
+
+	w2 := w1
+	w2.cv = "c2"
+	w2.clusters = append(slices.Clone(w1.clusters), staticCluster("bad", 9))
+	srv.set(t, w2)
+	srv.reqs.wait(t, 0, "a CDS NACK", func(r *discoveryv3.DiscoveryRequest) bool {
+		return r.GetTypeUrl() == resource.ClusterType && r.GetErrorDetail().GetMessage() == detail
+	})
+	h.stop(t)
+
+	evs, updates := events.all(), h.updates.all()
+	if len(evs) != 2*len(updates) {
+		t.Fatalf("%d prepare/commit events for %d updates, want a pair each", len(evs), len(updates))
+	}
+	for i, u := range updates {
+		p, c := evs[2*i], evs[2*i+1]
+		if p.what != "prepare" || c.what != "commit" || p.url != c.url || p.version != c.version {
+			t.Errorf("update %d: events %s %s@%s, %s %s@%s; want the prepare of a change, then its commit", i, p.what, p.url, p.version, c.what, c.url, c.version)
+		}
+		if !maps.Equal(u.Versions, c.view.Versions) {
+			t.Errorf("update %d: OnUpdate got versions %v, the committed view %v", i, u.Versions, c.view.Versions)
+		}
+	}
+	for _, e := range evs {
+		if e.url == resource.ClusterType && e.version == "c2" {
+			t.Errorf("the refused c2 clusters were %s", e.what+"ed")
 		}
 	}
 }

@@ -181,12 +181,15 @@ func (s *stream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	}
 	ts := &s.types[k]
 	ts.nonce = resp.GetNonce()
-	u, err := s.accept(k, resp)
+	u, commit, err := s.accept(k, resp)
 	if err != nil {
 		return s.nack(k, resp.GetVersionInfo(), err)
 	}
 	ts.errorDetail, ts.rejected, ts.streak, ts.retryAt = "", "", 0, time.Time{}
 	s.c.res, s.c.subs = u.res, u.subs
+	if commit != nil {
+		commit()
+	}
 	s.c.log.Debug("xDS ACK", "type", k.String(), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
 	if s.c.cfg.OnUpdate != nil {
 		s.c.cfg.OnUpdate(u.res)
@@ -197,29 +200,40 @@ func (s *stream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	return s.syncSubscriptions()
 }
 
-// accept runs every check on a response and computes the view it yields.
-func (s *stream) accept(k kind, resp *discoveryv3.DiscoveryResponse) (update, error) {
+// accept runs every check on a response, computes the view it yields and
+// has the consumer prepare it; commit (nil without Config.Prepare) serves
+// what was prepared.
+func (s *stream) accept(k kind, resp *discoveryv3.DiscoveryResponse) (u update, commit func(), err error) {
 	items, err := decode(k, resp.GetResources())
 	if err != nil {
-		return update{}, err
+		return update{}, nil, err
 	}
 	if !k.info().wildcard {
 		items = subscribed(items, s.c.subs[k])
 	}
-	u, err := next(s.c.res, s.c.subs, k, resp.GetVersionInfo(), items)
+	u, err = next(s.c.res, s.c.subs, k, resp.GetVersionInfo(), items)
 	if err != nil {
-		return update{}, err
+		return update{}, nil, err
+	}
+	if s.c.cfg.Validate == nil && s.c.cfg.Prepare == nil {
+		return u, nil, nil
+	}
+	msgs := make([]proto.Message, len(items))
+	for i, it := range items {
+		msgs[i] = it.msg
 	}
 	if s.c.cfg.Validate != nil {
-		msgs := make([]proto.Message, len(items))
-		for i, it := range items {
-			msgs[i] = it.msg
-		}
 		if err := s.c.cfg.Validate(k.info().url, msgs); err != nil {
-			return update{}, err
+			return update{}, nil, err
 		}
 	}
-	return u, nil
+	if s.c.cfg.Prepare != nil {
+		ch := Change{TypeURL: k.info().url, Version: resp.GetVersionInfo(), Resources: msgs, View: u.res}
+		if commit, err = s.c.cfg.Prepare(ch); err != nil {
+			return update{}, nil, err
+		}
+	}
+	return u, commit, nil
 }
 
 // nack rejects a response. The first rejection of a version is sent at once;
