@@ -208,23 +208,32 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 			res.Changed = append(res.Changed, typeURL)
 		}
 	}
+	units := make(map[string]*unit, len(fresh)+len(kept))
+	for n, u := range kept {
+		units[n] = u
+	}
+	for n, u := range fresh {
+		units[n] = u
+	}
 	if len(res.Changed) > 0 {
+		// Served is stored before the snapshot reaches the cache: a client
+		// can receive (and ACK or NACK) a version the instant SetSnapshot
+		// runs, and /status must never show a node holding a version it
+		// does not itself report as served.
+		next := prev
+		next.Snapshot, next.Versions = b.snap, b.versions
+		next.LastPush = p.now()
+		p.served.Store(newServed(&next, units, m, errs, nil))
 		if err := p.cache.SetSnapshot(ctx, p.key, b.snap); err != nil {
 			res.Changed = nil
 			return fail(err)
 		}
 		p.cur = b
-		prev.Snapshot, prev.Versions = b.snap, b.versions
-		prev.LastPush = p.now()
 		res.Pushed = true
+		p.lastGood = units
+		return res, nil
 	}
-	p.lastGood = make(map[string]*unit, len(fresh)+len(kept))
-	for n, u := range kept {
-		p.lastGood[n] = u
-	}
-	for n, u := range fresh {
-		p.lastGood[n] = u
-	}
+	p.lastGood = units
 	p.served.Store(newServed(&prev, p.lastGood, m, errs, nil))
 	return res, nil
 }
