@@ -235,14 +235,14 @@ func (l Loader) readTrustStore(ld *loaded[*TrustStore], name, dir string, files 
 	}
 	var read int64
 	for _, f := range sized {
-		b, _, err := readFile(f.path, l.maxTrustFileSize())
+		b, info, err := readFile(f.path, l.maxTrustFileSize())
 		read += int64(len(b))
 		if read > limit {
 			// A file grew after it was listed: the overshoot is bounded
 			// by one file's limit, and the store is refused all the same.
 			return nil, storeTooLarge(name, dir, sized, read, limit)
 		}
-		in = append(in, trustInput{path: f.path, data: b, err: err})
+		in = append(in, trustInput{path: f.path, data: b, info: info, err: err})
 	}
 	return in, nil
 }

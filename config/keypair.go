@@ -46,6 +46,10 @@ type Loader struct {
 	// file's last good content and each CA's newest CRL. Nil: every load
 	// stands alone (certplane check). A long-running loader sets it.
 	Trust *TrustMemory
+	// Cache keeps what each file parsed to, so that a reload parses only
+	// the files that changed. Nil: Trust's cache when Trust is set,
+	// otherwise every load parses everything.
+	Cache *ParseCache
 	// AdminAddresses are the admin endpoints (host:port) the data plane
 	// runs: a backend endpoint on one is a warning (config/loops.go).
 	AdminAddresses []string

@@ -66,6 +66,7 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	// A trust store with a bad file is served without it (or with its last
 	// good content): its defects block no listener, but they are errors.
 	r.addProblems("", trust.errs)
+	l.cache().sweep()
 	return r.m, nil
 }
 
@@ -451,8 +452,8 @@ func (r *resolver) casWithoutCRL(ts *TrustStore) []string {
 		return got
 	}
 	issuers := make(map[string]bool, len(ts.CRLs))
-	for _, rl := range ts.CRLs {
-		issuers[string(rl.RawIssuer)] = true
+	for _, c := range ts.CRLs {
+		issuers[string(c.RawIssuer)] = true
 	}
 	missing := []string{}
 	for _, c := range ts.CAs {

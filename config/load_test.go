@@ -436,7 +436,7 @@ func badInputCases() []loadCase {
 		{
 			name:   "garbage CRL",
 			mutate: func(t *testing.T, f *fixture) { f.write(rootCRL, []byte{0x30, 0x03, 0x02, 0x01, 0x01}) },
-			want:   webBlockedNone("| $ROOT/certs/trust/clients/root.crl: not a PEM or DER CRL: x509: malformed tbs crl; the file is left out until it is fixed"),
+			want:   webBlockedNone("| $ROOT/certs/trust/clients/root.crl: not a PEM or DER CRL: crl: malformed TBSCertList; the file is left out until it is fixed"),
 			warn: func(f *fixture) []string {
 				return []string{rootNoCRL}
 			},

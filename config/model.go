@@ -8,6 +8,7 @@ package config
 import (
 	"crypto"
 	"crypto/x509"
+	"math/big"
 	"time"
 )
 
@@ -172,12 +173,31 @@ type KeyPair struct {
 
 // TrustStore is a bundle of CA certificates and the CRLs issued by them.
 type TrustStore struct {
-	Name   string
-	CAs    []*x509.Certificate
-	CRLs   []*x509.RevocationList
+	Name string
+	CAs  []*x509.Certificate
+	// CRLs summarises the CRLs served, in CRLPEM order. A CRL is never kept
+	// parsed: its entries live only in CRLPEM, the bytes sent.
+	CRLs   []CRL
 	CAPEM  []byte   // every CA, PEM, in file then document order
 	CRLPEM []byte   // every CRL, PEM; empty when the store has none
 	Files  []string // the files it was read from
+	// Fingerprint is a SHA-256 of everything served from the store (CAPEM
+	// and CRLPEM): equal fingerprints, equal Secret.
+	Fingerprint string
+}
+
+// CRL is what the model keeps of an admitted CRL: who issued it, where it
+// stands in its issuer's sequence, and how big it is. Its signature was
+// checked against a CA of the store at admission (crl.Admit).
+type CRL struct {
+	Issuer     string // pkix.Name.String form
+	RawIssuer  []byte // DER Name: matches the issuing CA's RawSubject
+	Number     *big.Int
+	ThisUpdate time.Time
+	NextUpdate time.Time // zero: absent
+	Revoked    int       // entries listed
+	SHA256     [32]byte  // of the DER
+	File       string    // where it was admitted from (a state file when remembered)
 }
 
 // The loader's entry points (implemented in load.go):

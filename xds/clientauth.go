@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,9 +149,9 @@ func (a *clientAuth) load() *authState {
 	cfg.ClientAuth = v.ClientAuth()
 	cfg.ClientCAs = v.ClientCAs()
 	st := &authState{verifier: v, config: cfg, cas: ts.CAs}
-	for _, rl := range ts.CRLs {
-		if !rl.NextUpdate.IsZero() && (st.expires.IsZero() || rl.NextUpdate.Before(st.expires)) {
-			st.expires = rl.NextUpdate
+	for _, c := range ts.CRLs {
+		if !c.NextUpdate.IsZero() && (st.expires.IsZero() || c.NextUpdate.Before(st.expires)) {
+			st.expires = c.NextUpdate
 		}
 	}
 	return st
@@ -183,13 +182,9 @@ func loadClientTrust(caFile string, crlFiles []string, log *slog.Logger) (*confi
 		if err != nil {
 			return nil, fmt.Errorf("xds client CRL: %w", err)
 		}
-		rls, err := config.ParseCRLs(f, data)
+		blocks, err := config.CRLFilePEM(f, data)
 		if err != nil {
 			return nil, err
-		}
-		var blocks []byte
-		for _, rl := range rls {
-			blocks = append(blocks, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rl.Raw})...)
 		}
 		files[f] = blocks
 	}
@@ -211,9 +206,11 @@ func loadClientTrust(caFile string, crlFiles []string, log *slog.Logger) (*confi
 	return ts, nil
 }
 
-func hasCRL(ca *x509.Certificate, crls []*x509.RevocationList) bool {
-	for _, rl := range crls {
-		if bytes.Equal(rl.RawIssuer, ca.RawSubject) && rl.CheckSignatureFrom(ca) == nil {
+// hasCRL: admission served only CRLs signed by a CA of the store, so a
+// CRL under ca's subject is ca's.
+func hasCRL(ca *x509.Certificate, crls []config.CRL) bool {
+	for _, c := range crls {
+		if bytes.Equal(c.RawIssuer, ca.RawSubject) {
 			return true
 		}
 	}

@@ -133,7 +133,11 @@ func trustInfo(ts *config.TrustStore) *admin.TrustStore {
 		out.CAs = append(out.CAs, admin.CertificateOf(ca, ""))
 	}
 	for _, crl := range ts.CRLs {
-		out.CRLs = append(out.CRLs, admin.CRLOf(crl))
+		c := admin.CRL{Issuer: crl.Issuer, ThisUpdate: crl.ThisUpdate.UTC(), NextUpdate: crl.NextUpdate.UTC(), Revoked: crl.Revoked}
+		if crl.Number != nil {
+			c.Number = crl.Number.String()
+		}
+		out.CRLs = append(out.CRLs, c)
 	}
 	return out
 }
