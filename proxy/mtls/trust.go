@@ -80,9 +80,10 @@ func (v *Verifier) loadCRLs(data []byte, field string) error {
 	return nil
 }
 
-// checkCRLSigners verifies, at load time, each CRL issued under the name of a
-// trusted CA: one of the CAs of that name must have signed it. A CRL of an
-// intermediate the client sends is checked against it at handshake time.
+// checkCRLSigners admits, at load time, each CRL issued under the name of a
+// trusted CA (crl.Admit, as config does): one of the CAs of that name must
+// have issued it. A CRL of an intermediate the client sends is checked
+// against it at handshake time.
 func (v *Verifier) checkCRLSigners() error {
 	for issuer, list := range v.crls.byIssuer {
 		cas := v.bySubject[issuer]
@@ -90,14 +91,7 @@ func (v *Verifier) checkCRLSigners() error {
 			continue
 		}
 		for _, c := range list {
-			ok := false
-			for _, ca := range cas {
-				if c.signedBy(ca) {
-					ok = true
-					break
-				}
-			}
-			if !ok {
+			if err := c.settle(cas, v.now()); err != nil {
 				return fmt.Errorf("validation context: CRL of %q: signature does not verify against any trusted CA of that name", c.issuerName)
 			}
 		}
