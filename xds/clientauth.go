@@ -16,11 +16,9 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/certplane/certplane/config"
-	"github.com/certplane/certplane/proxy/mtls"
 )
 
 // recheckEvery is how often the xDS client CA and CRL files are looked at
@@ -30,8 +28,9 @@ var recheckEvery = time.Second
 // clientAuth verifies xDS client certificates. The CA file and the CRL
 // files are admitted as a trust store is (config.ParseTrustStore: CA
 // certificates only, CRLs current and signed by a CA of the bundle), and
-// verified at each handshake by the data plane's own engine (mtls.Verifier,
-// Envoy's semantics: full-chain CRL checking, an expired CRL fails closed).
+// verified at each handshake by crypto/x509 and the CRLs' serial index
+// (clientVerifier, Envoy's semantics: full-chain CRL checking, an expired
+// CRL fails closed).
 //
 // Every handshake first compares the files' identities (size, times,
 // inode) with those loaded, and reloads on any change: a new CRL applies to
@@ -55,7 +54,7 @@ type clientAuth struct {
 
 // authState is one loaded version of the files; err set means refuse all.
 type authState struct {
-	verifier *mtls.Verifier
+	verifier *clientVerifier
 	config   *tls.Config
 	cas      []*x509.Certificate
 	// expires is the earliest CRL nextUpdate: open connections are checked
@@ -137,17 +136,13 @@ func (a *clientAuth) load() *authState {
 	if err != nil {
 		return &authState{err: err}
 	}
-	vc := &tlsv3.CertificateValidationContext{TrustedCa: inlineBytes(ts.CAPEM)}
-	if len(ts.CRLPEM) > 0 {
-		vc.Crl = inlineBytes(ts.CRLPEM)
-	}
-	v, err := mtls.NewVerifier(vc, true, mtls.Options{Now: a.now})
+	v, err := newClientVerifier(ts, a.now)
 	if err != nil {
 		return &authState{err: fmt.Errorf("xds client CA %s: %w", a.caFile, err)}
 	}
 	cfg := a.base.Clone()
-	cfg.ClientAuth = v.ClientAuth()
-	cfg.ClientCAs = v.ClientCAs()
+	cfg.ClientAuth = v.clientAuth()
+	cfg.ClientCAs = v.roots
 	st := &authState{verifier: v, config: cfg, cas: ts.CAs}
 	for _, c := range ts.CRLs {
 		if !c.NextUpdate.IsZero() && (st.expires.IsZero() || c.NextUpdate.Before(st.expires)) {
@@ -233,8 +228,8 @@ func (a *clientAuth) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) 
 	peer := remoteAddr(hello.Conn)
 	cfg := st.config.Clone()
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if f := st.verifier.Verify(cs); f != nil {
-			a.log.Warn("xds client refused", "reason", string(f.Reason), "err", f.Error(), "subject", subject(cs.PeerCertificates), "peer", peer)
+		if f := st.verifier.verify(cs.PeerCertificates); f != nil {
+			a.log.Warn("xds client refused", "reason", f.reason, "err", f.Error(), "subject", subject(cs.PeerCertificates), "peer", peer)
 			return f
 		}
 		return nil
@@ -299,7 +294,7 @@ func (a *clientAuth) recheck(st *authState) {
 	for _, c := range conns {
 		err := st.err
 		if err == nil {
-			if f := st.verifier.Recheck(c.peer); f != nil {
+			if f := st.verifier.verify(c.peer); f != nil {
 				err = f
 			}
 		}
