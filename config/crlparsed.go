@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/certplane/certplane/crl"
+	"github.com/certplane/certplane/pemder"
 )
 
 // parsedCRL is one CRL of a trust file after crl.Parse: its summary, the
@@ -93,11 +93,11 @@ func (c *parsedCRL) derLocked() ([]byte, error) {
 	if c.der != nil {
 		return c.der, nil
 	}
-	b, _ := pem.Decode(c.pem)
-	if b == nil {
+	bs, err := pemder.Decode(c.pem)
+	if err != nil || len(bs) != 1 {
 		return nil, errors.New("CRL bytes lost") // cannot happen: pem is set before der is dropped
 	}
-	return b.Bytes, nil
+	return bs[0].DER, nil
 }
 
 // pemBytes is the CRL's PEM as served.
@@ -105,7 +105,7 @@ func (c *parsedCRL) pemBytes() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.pem == nil {
-		c.pem = pem.EncodeToMemory(&pem.Block{Type: crl.PEMType, Bytes: c.der})
+		c.pem = pemder.Encode(pemder.TypeCRL, c.der)
 	}
 	return c.pem
 }

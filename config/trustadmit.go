@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // trustInput is one file of a trust store as read: its content, or why it
@@ -318,7 +319,7 @@ func (a *storeAdmission) build() *TrustStore {
 	fp := sha256.New()
 	fp.Write([]byte(a.name))
 	for _, c := range a.cas {
-		ts.CAPEM = append(ts.CAPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		ts.CAPEM = append(ts.CAPEM, pemder.Encode(pemder.TypeCertificate, c.Raw)...)
 		sum := sha256.Sum256(c.Raw)
 		fp.Write(sum[:])
 	}

@@ -1,0 +1,39 @@
+package pemder
+
+import (
+	"encoding/pem"
+	"strings"
+	"testing"
+)
+
+// TestDecode: blocks and their lines; a BEGIN that starts no block is an
+// error at its line, where encoding/pem would skip to a later block.
+func TestDecode(t *testing.T) {
+	a := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1, 2, 3}}))
+	b := string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{4}}))
+	blocks, err := Decode([]byte("Bag Attributes\n" + a + "comment\n" + b))
+	if err != nil || len(blocks) != 2 {
+		t.Fatalf("Decode = %d blocks, %v", len(blocks), err)
+	}
+	if blocks[0].Line != 2 || blocks[1].Type != TypeCRL || blocks[1].Line != 6 || string(blocks[1].DER) != "\x04" {
+		t.Errorf("blocks: %+v", blocks)
+	}
+	_, err = Decode([]byte("-----BEGIN CERTIFICATE-----\n!!!\n" + b))
+	if err == nil || !strings.Contains(err.Error(), "malformed or truncated PEM block at line 1") {
+		t.Errorf("broken first block: %v", err)
+	}
+	if blocks, err := Decode([]byte{0x30, 0x03, 1, 2, 3}); err != nil || len(blocks) != 0 || !LooksDER([]byte{0x30, 0x03, 1, 2, 3}) {
+		t.Errorf("DER: %v %v", blocks, err)
+	}
+}
+
+// TestBlocksDER: a file without BEGIN is one DER block of type "".
+func TestBlocksDER(t *testing.T) {
+	var got []Block
+	if err := Blocks([]byte{0x30, 0}, func(b Block) error { got = append(got, b); return nil }); err != nil || len(got) != 1 || got[0].Type != "" {
+		t.Fatalf("Blocks = %+v, %v", got, err)
+	}
+	if err := Blocks([]byte(" \n"), func(Block) error { return nil }); err == nil || err.Error() != "empty file" {
+		t.Errorf("empty: %v", err)
+	}
+}
