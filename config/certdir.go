@@ -123,7 +123,7 @@ func (l Loader) loadKeyPairs(dir, role string) (*loaded[*KeyPair], error) {
 			ld.fail(name, fileErr(p.cert, fmt.Errorf("no private key for this certificate: want %s", filepath.Join(dir, name+".key"))))
 			continue
 		}
-		certPEM, _, err := readFile(p.cert, l.maxFileSize())
+		certPEM, certInfo, err := readFile(p.cert, l.maxFileSize())
 		if err != nil {
 			ld.fail(name, err)
 			continue
@@ -133,7 +133,7 @@ func (l Loader) loadKeyPairs(dir, role string) (*loaded[*KeyPair], error) {
 			ld.fail(name, err)
 			continue
 		}
-		kp, warnings, err := l.ParseKeyPair(role, name, p.cert, certPEM, p.key, keyPEM)
+		kp, warnings, err := l.parseKeyPair(role, name, p.cert, certPEM, certInfo, p.key, keyPEM, keyInfo)
 		ld.warnings = append(ld.warnings, warnings...)
 		if err != nil {
 			ld.fail(name, err)

@@ -57,6 +57,12 @@ type Listener struct {
 	ClientCertHeaders []string // "xfcc", "alb"
 	Routes            []Route
 	SourceFile        string
+	// Fingerprint is a SHA-256 of the listener and of everything it
+	// translates from: its server certificates, trust store, and the
+	// backends of its routes (with their trust stores and client
+	// certificates). Equal fingerprints, equal resources: the publisher
+	// may skip re-translating the listener.
+	Fingerprint string
 }
 
 // TLSPolicy is the resolved TLS policy: versions and cipher suites in
@@ -133,6 +139,9 @@ type Backend struct {
 	HealthCheck *HealthCheck // nil: no active health checking
 	TLS         *UpstreamTLS // nil: plain HTTP to the endpoints
 	SourceFile  string
+	// Fingerprint is a SHA-256 of the backend and of the trust store and
+	// client certificate its TLS uses.
+	Fingerprint string
 }
 
 // Endpoint is one upstream host:port. Host is an IP literal or a DNS name.
@@ -169,6 +178,9 @@ type KeyPair struct {
 	KeyPEM   []byte // PKCS#8 PEM; never log it
 	CertFile string
 	KeyFile  string
+	// Fingerprint is a SHA-256 of ChainPEM and KeyPEM: equal fingerprints,
+	// equal Secret.
+	Fingerprint string
 }
 
 // TrustStore is a bundle of CA certificates and the CRLs issued by them.

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"io/fs"
 	"sync"
 	"sync/atomic"
@@ -112,3 +114,20 @@ func (l Loader) cache() *ParseCache {
 	}
 	return nil
 }
+
+// The parses cached besides trust files: each keeps its error, so that a
+// bad file unchanged is not parsed again either.
+type (
+	certParse struct {
+		chain []*x509.Certificate
+		err   error
+	}
+	keyParse struct {
+		key crypto.Signer
+		err error
+	}
+	yamlParse struct {
+		cf  *ConfigFile
+		err error
+	}
+)
