@@ -82,9 +82,27 @@ func Lenient(data []byte, fn func(i int, b Block) error) error {
 	}
 }
 
-// Encode is the PEM of one DER block.
+// Encode is the PEM of one DER block, as pem.EncodeToMemory writes it,
+// in a buffer of exactly its size: pem.EncodeToMemory grows a
+// bytes.Buffer, and the PEM of a 1M-serial CRL (48 MB) then holds 64 MB.
 func Encode(typ string, der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	const line = 48 // DER bytes per 64-character line
+	lines := (len(der) + line - 1) / line
+	size := len("-----BEGIN -----\n") + len("-----END -----\n") + 2*len(typ) + base64.StdEncoding.EncodedLen(len(der)) + lines
+	out := make([]byte, 0, size)
+	out = append(out, "-----BEGIN "...)
+	out = append(out, typ...)
+	out = append(out, "-----\n"...)
+	for len(der) > 0 {
+		n := min(line, len(der))
+		out = base64.StdEncoding.AppendEncode(out, der[:n])
+		out = append(out, '\n')
+		der = der[n:]
+	}
+	out = append(out, "-----END "...)
+	out = append(out, typ...)
+	out = append(out, "-----\n"...)
+	return out
 }
 
 // LineAt is the 1-based line of offset off in data.

@@ -37,3 +37,21 @@ func TestBlocksDER(t *testing.T) {
 		t.Errorf("empty: %v", err)
 	}
 }
+
+// TestEncode: byte for byte what encoding/pem writes, at every length
+// around a line boundary, in a buffer of exactly its size.
+func TestEncode(t *testing.T) {
+	for n := range 200 {
+		der := make([]byte, n)
+		for i := range der {
+			der[i] = byte(i * 7)
+		}
+		got := Encode(TypeCRL, der)
+		if want := pem.EncodeToMemory(&pem.Block{Type: TypeCRL, Bytes: der}); string(got) != string(want) {
+			t.Fatalf("%d bytes:\n%s\nwant\n%s", n, got, want)
+		}
+		if cap(got) != len(got) {
+			t.Errorf("%d bytes: capacity %d, length %d", n, cap(got), len(got))
+		}
+	}
+}
