@@ -235,6 +235,11 @@ func (l Loader) readTrustStore(ld *loaded[*TrustStore], name, dir string, files 
 	}
 	var read int64
 	for _, f := range sized {
+		if tp, ok := settled[*trustParse](l.cache(), f.path, f.info); ok {
+			read += f.info.Size()
+			in = append(in, trustInput{path: f.path, info: f.info, parsed: tp})
+			continue
+		}
 		b, info, err := readFile(f.path, l.maxTrustFileSize())
 		read += int64(len(b))
 		if read > limit {

@@ -175,3 +175,58 @@ func TestFingerprints(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCacheSettledFile: a trust file last written long before it was
+// read is trusted by its identity (device, inode, size, mtime, ctime); an
+// in-place rewrite of the same size with its mtime set back still changes
+// its ctime, so it is read and parsed again.
+func TestParseCacheSettledFile(t *testing.T) {
+	mem, err := config.NewTrustMemory("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTwoCAs(t, mem)
+	cache := config.NewParseCache()
+	s.ld.Cache = cache
+	p := filepath.Join(s.tr.Certs, "trust", "s", "b.crl")
+	old := time.Now().Add(-time.Hour)
+	setBack := func() {
+		t.Helper()
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setBack()
+	s.want([]string{"A Root#1", "B Root#1"}, nil, nil)
+	s.want([]string{"A Root#1", "B Root#1"}, nil, nil)
+	before := cache.Parses()
+
+	// Same size (numbers 1 and 2 encode alike; ECDSA signature lengths
+	// vary, so try a few), rewritten in place, mtime set back.
+	var next []byte
+	for i := 0; i < 50 && next == nil; i++ {
+		if c := s.b.CRLPEM(pkitest.CRLNumber(2)); len(c) == int(fileSize(t, p)) {
+			next = c
+		}
+	}
+	if next == nil {
+		t.Skip("no same-size CRL in 50 tries")
+	}
+	if err := os.WriteFile(p, next, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setBack()
+	s.want([]string{"A Root#1", "B Root#2"}, nil, nil)
+	if got := cache.Parses() - before; got != 1 {
+		t.Errorf("parsed %d files, want 1 (b.crl)", got)
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	info, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Size()
+}

@@ -70,8 +70,10 @@ type trustBlock struct {
 // parse cache when the same content was parsed before. A defect anywhere
 // fails the whole file: the file is the unit of admission. warn receives
 // the warnings about its CAs.
-func (l Loader) parseTrustFile(file string, data []byte, info fs.FileInfo, now time.Time, warn func(error)) (*trustFile, error) {
-	tp := l.cache().trust(file, data, info, func() *trustParse { return parseTrustBlocks(file, data) })
+func (l Loader) parseTrustFile(file string, data []byte, info fs.FileInfo, tp *trustParse, now time.Time, warn func(error)) (*trustFile, error) {
+	if tp == nil {
+		tp = l.cache().trust(file, data, info, func() *trustParse { return parseTrustBlocks(file, data) })
+	}
 	if tp.err != nil {
 		return nil, tp.err
 	}

@@ -21,7 +21,10 @@ type trustInput struct {
 	path string
 	data []byte
 	info fs.FileInfo // for the parse cache; nil: not cached
-	err  error
+	// parsed, when set, is the cached parse of the file, not read again
+	// (ParseCache settled); data is then nil.
+	parsed *trustParse
+	err    error
 }
 
 // admitTrustStore admits one trust store against what l.Trust remembers of
@@ -127,7 +130,7 @@ func (a *storeAdmission) parseFiles(in []trustInput) {
 		err := f.err
 		if err == nil {
 			var tf *trustFile
-			tf, err = a.l.parseTrustFile(f.path, f.data, f.info, a.now, func(w error) {
+			tf, err = a.l.parseTrustFile(f.path, f.data, f.info, f.parsed, a.now, func(w error) {
 				a.warnings = append(a.warnings, problemOf("", fileErr(f.path, w)))
 			})
 			if err == nil {

@@ -27,11 +27,12 @@ import (
 
 // Results is the document cpbench writes.
 type Results struct {
-	Propagation *Propagation `json:"propagation,omitempty"`
-	Scale       []*Scale     `json:"scale,omitempty"`
-	CRLSmall    *CRLCost     `json:"crl_small,omitempty"`
-	CRLLarge    *CRLCost     `json:"crl_large,omitempty"`
-	Fanout      *Fanout      `json:"fanout,omitempty"`
+	Propagation *Propagation    `json:"propagation,omitempty"`
+	Scale       []*Scale        `json:"scale,omitempty"`
+	CRLSmall    *CRLCost        `json:"crl_small,omitempty"`
+	CRLLarge    *CRLCost        `json:"crl_large,omitempty"`
+	Fanout      *Fanout         `json:"fanout,omitempty"`
+	CRLProp     *CRLPropagation `json:"crl_propagation,omitempty"`
 }
 
 func main() {
@@ -39,7 +40,7 @@ func main() {
 	benchproxy := flag.String("benchproxy", "benchproxy", "bench/cmd/benchproxy binary, used when certplane serve refuses the large CRL")
 	work := flag.String("work", "", "scratch directory (required)")
 	out := flag.String("out", "", "write the JSON here (default stdout)")
-	part := flag.String("part", "all", "all, propagation, scale, crl, fanout, crlprof (scale-child is internal)")
+	part := flag.String("part", "all", "all, propagation, scale, crl, fanout, crlprof, crlprop (scale-child is internal)")
 	memprofile := flag.String("memprofile", "heap.pprof", "crlprof: heap profile to write")
 	changes := flag.Int("changes", 200, "propagation: certificate rotations")
 	clients := flag.Int("clients", 1000, "fan-out: ADS clients")
@@ -116,7 +117,7 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 		}
 		checkpoint(&r)
 	}
-	if !want("scale") && !want("crl") && part != "crlprof" {
+	if !want("scale") && !want("crl") && !want("crlprop") && part != "crlprof" {
 		return &r, nil
 	}
 	ca, err := pki.NewRootCA(pki.Options{CommonName: "cpbench scale root"})
@@ -133,6 +134,13 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 	if part == "crlprof" {
 		log.Printf("heap profile of control plane + proxy with %d serials -> %s", serials, memprofile)
 		return &r, crlProfile(ctx, work, ca, big, memprofile)
+	}
+	if want("crlprop") {
+		log.Printf("CRL propagation: %d new CRLs of a CA beside a %d-serial CRL", 20, serials)
+		if r.CRLProp, err = crlPropagation(ctx, work, ca, big, serials, 20); err != nil {
+			return nil, fmt.Errorf("CRL propagation: %w", err)
+		}
+		checkpoint(&r)
 	}
 	if want("crl") {
 		small, err := f.crl(1_000)
