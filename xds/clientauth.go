@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/certplane/certplane/config"
@@ -156,10 +155,6 @@ func (a *clientAuth) load() *authState {
 // as the verifier (and BoringSSL) compares times.
 func (st *authState) expired(now time.Time) bool {
 	return !st.expires.IsZero() && now.Truncate(time.Second).After(st.expires)
-}
-
-func inlineBytes(b []byte) *corev3.DataSource {
-	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 }
 
 // loadClientTrust reads and admits the xDS client CA file and the CRL files

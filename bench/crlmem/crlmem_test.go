@@ -258,7 +258,7 @@ func buildOldIndex(der []byte) (*oldIndex, error) {
 	for size < 2*len(rl.RevokedCertificateEntries) {
 		size <<= 1
 	}
-	ix := &oldIndex{slots: make([]uint32, size)}
+	ix := &oldIndex{rl: rl, slots: make([]uint32, size)}
 	var buf [64]byte
 	for _, e := range rl.RevokedCertificateEntries {
 		key := append(buf[:0], 0)
