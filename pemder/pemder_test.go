@@ -2,6 +2,8 @@ package pemder
 
 import (
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -53,5 +55,37 @@ func TestEncode(t *testing.T) {
 		if cap(got) != len(got) {
 			t.Errorf("%d bytes: capacity %d, length %d", n, cap(got), len(got))
 		}
+	}
+}
+
+// TestStream: Stream hands over what Lenient does, streaming clean PEM and
+// falling back (after reset) on what Blocks refuses.
+func TestStream(t *testing.T) {
+	a := string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{1, 2, 3}}))
+	b := string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte{4, 5}}))
+	for name, data := range map[string]string{
+		"clean":        a + b,
+		"junk between": a + "junk\n" + b,
+		"junk after":   a[:len(a)-1] + " junk\n" + b, // text after an END line: Blocks refuses it
+		"broken block": "-----BEGIN X509 CRL-----\n!!\n-----END X509 CRL-----\n" + b,
+		"no PEM":       "not pem",
+	} {
+		var want []string
+		_ = Lenient([]byte(data), func(i int, blk Block) error {
+			want = append(want, fmt.Sprint(i, blk.Type, blk.DER))
+			return nil
+		})
+		var got []string
+		err := Stream([]byte(data), func() { got = nil }, func(i int, blk Block) error {
+			got = append(got, fmt.Sprint(i, blk.Type, blk.DER))
+			return nil
+		})
+		if err != nil || strings.Join(got, ";") != strings.Join(want, ";") {
+			t.Errorf("%s: Stream = %q, %v; Lenient %q", name, got, err, want)
+		}
+	}
+	stop := errors.New("stop")
+	if err := Stream([]byte(a+b), func() {}, func(int, Block) error { return stop }); err != stop {
+		t.Errorf("fn's error: %v", err)
 	}
 }

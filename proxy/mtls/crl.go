@@ -179,6 +179,17 @@ type crlStore struct {
 	count    int
 }
 
+// snapshot and restore undo the adds of a walk that starts over.
+func (s *crlStore) snapshot() crlStore {
+	out := crlStore{count: s.count, byIssuer: map[string][]*crl{}}
+	for k, v := range s.byIssuer {
+		out.byIssuer[k] = v[:len(v):len(v)]
+	}
+	return out
+}
+
+func (s *crlStore) restore(to crlStore) { *s = to }
+
 func (s *crlStore) add(c *crl) {
 	if s.byIssuer == nil {
 		s.byIssuer = map[string][]*crl{}

@@ -39,7 +39,7 @@ func ParseCRLs(data []byte) (*CRLSet, error) {
 	if len(data) == 0 {
 		return s, nil
 	}
-	err := pemder.Lenient(data, func(i int, block pemder.Block) error {
+	err := pemder.Stream(data, func() { s.crls = nil }, func(i int, block pemder.Block) error {
 		if block.Type != pemder.TypeCRL {
 			return fmt.Errorf("PEM block %d has type %q; want X509 CRL", i, block.Type)
 		}

@@ -58,7 +58,8 @@ func (v *Verifier) loadTrustedCA(data []byte) error {
 
 func (v *Verifier) loadCRLs(data []byte, field string) error {
 	n := 0
-	err := pemder.Lenient(data, func(i int, block pemder.Block) error {
+	start := v.crls.snapshot()
+	err := pemder.Stream(data, func() { v.crls.restore(start); n = 0 }, func(i int, block pemder.Block) error {
 		if block.Type != pemder.TypeCRL {
 			return fmt.Errorf("validation context: %s: PEM block %d has type %q; want X509 CRL", field, i, block.Type)
 		}
