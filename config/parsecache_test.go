@@ -55,6 +55,14 @@ func TestParseCacheSkipsUnchangedFiles(t *testing.T) {
 		t.Errorf("reload without change parsed %d files, want 0", got)
 	}
 
+	// Nothing changed: the very same store, not a copy of its PEM.
+	m1, err1 := s.ld.Load(s.tr.Certs, s.tr.Config)
+	m2, err2 := s.ld.Load(s.tr.Certs, s.tr.Config)
+	if err1 != nil || err2 != nil || m1.Trust["s"] == nil || m1.Trust["s"] != m2.Trust["s"] {
+		t.Errorf("unchanged store rebuilt: %p %p (%v %v)", m1.Trust["s"], m2.Trust["s"], err1, err2)
+	}
+	first = cache.Parses()
+
 	s.write("b.crl", s.b.CRLPEM(pkitest.CRLNumber(2)))
 	m, err := s.ld.Load(s.tr.Certs, s.tr.Config)
 	if err != nil {
@@ -64,6 +72,9 @@ func TestParseCacheSkipsUnchangedFiles(t *testing.T) {
 		t.Errorf("a new b.crl parsed %d files, want 1 (b.crl alone)", got)
 	}
 	ts := m.Trust["s"]
+	if ts == m2.Trust["s"] {
+		t.Error("a new CRL did not build a new store")
+	}
 	if ts == nil || len(ts.CRLs) != 2 || ts.CRLs[0].Revoked != 50_000 || ts.CRLs[1].Number.Int64() != 2 {
 		t.Fatalf("served CRLs: %+v", ts)
 	}

@@ -317,7 +317,22 @@ func (a *storeAdmission) checkDates() {
 }
 
 func (a *storeAdmission) build() *TrustStore {
+	from := make([]any, 0, len(a.paths)+len(a.cas)+2*len(a.served))
+	for _, p := range a.paths {
+		from = append(from, p)
+	}
+	for _, c := range a.cas {
+		from = append(from, c)
+	}
+	for _, s := range a.served {
+		from = append(from, s.c, s.file)
+	}
+	if a.mem.last != nil && slices.Equal(a.mem.lastFrom, from) {
+		return a.mem.last
+	}
+	defer func() { a.mem.lastFrom = from }()
 	ts := &TrustStore{Name: a.name, Files: a.paths}
+	a.mem.last = ts
 	ts.CAs = a.cas
 	fp := sha256.New()
 	fp.Write([]byte(a.name))

@@ -35,6 +35,11 @@ type TrustMemory struct {
 type storeMemory struct {
 	files  map[string]*fileGood  // last good content, by path
 	newest map[string]*crlRecord // newest CRL, by issuerKey
+	// last is the store last built, with what it was built from: a load
+	// that admits the very same CAs and CRLs from the same files returns it
+	// as it is, not a new copy of its (possibly tens of MB of) PEM.
+	last     *TrustStore
+	lastFrom []any
 }
 
 // fileGood is the last good content of one trust store file. Its CRLs are
