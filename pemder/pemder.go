@@ -135,6 +135,29 @@ func Encode(typ string, der []byte) []byte {
 	return out
 }
 
+// IsEncoding reports whether text is exactly Encode(typ, der), without
+// allocating: a file holding one block as Encode writes it can then be
+// served as it was read, instead of encoded again.
+func IsEncoding(text []byte, typ string, der []byte) bool {
+	head := "-----BEGIN " + typ + "-----\n"
+	tail := "-----END " + typ + "-----\n"
+	if len(text) < len(head)+len(tail) || string(text[:len(head)]) != head || string(text[len(text)-len(tail):]) != tail {
+		return false
+	}
+	body := text[len(head) : len(text)-len(tail)]
+	var buf [65]byte
+	for len(der) > 0 {
+		n := min(48, len(der))
+		line := base64.StdEncoding.AppendEncode(buf[:0], der[:n])
+		line = append(line, '\n')
+		if len(body) < len(line) || string(body[:len(line)]) != string(line) {
+			return false
+		}
+		body, der = body[len(line):], der[n:]
+	}
+	return len(body) == 0
+}
+
 // LineAt is the 1-based line of offset off in data.
 func LineAt(data []byte, off int) int {
 	return bytes.Count(data[:off], newline) + 1

@@ -89,3 +89,27 @@ func TestStream(t *testing.T) {
 		t.Errorf("fn's error: %v", err)
 	}
 }
+
+// TestIsEncoding: true for Encode's output only.
+func TestIsEncoding(t *testing.T) {
+	for n := range 150 {
+		der := make([]byte, n)
+		for i := range der {
+			der[i] = byte(i * 13)
+		}
+		text := Encode(TypeCRL, der)
+		if !IsEncoding(text, TypeCRL, der) {
+			t.Fatalf("%d bytes: own encoding refused", n)
+		}
+		if IsEncoding(append(text, '\n'), TypeCRL, der) || IsEncoding(text, TypeCertificate, der) {
+			t.Fatalf("%d bytes: other text accepted", n)
+		}
+		if n > 0 {
+			other := append([]byte(nil), der...)
+			other[n-1]++
+			if IsEncoding(text, TypeCRL, other) {
+				t.Fatalf("%d bytes: other DER accepted", n)
+			}
+		}
+	}
+}
