@@ -123,7 +123,7 @@ func (l Loader) loadKeyPairs(dir, role string) (*loaded[*KeyPair], error) {
 			ld.fail(name, fileErr(p.cert, fmt.Errorf("no private key for this certificate: want %s", filepath.Join(dir, name+".key"))))
 			continue
 		}
-		certPEM, _, err := readFile(p.cert, l.maxFileSize())
+		certPEM, certInfo, err := readFile(p.cert, l.maxFileSize())
 		if err != nil {
 			ld.fail(name, err)
 			continue
@@ -133,7 +133,7 @@ func (l Loader) loadKeyPairs(dir, role string) (*loaded[*KeyPair], error) {
 			ld.fail(name, err)
 			continue
 		}
-		kp, warnings, err := l.ParseKeyPair(role, name, p.cert, certPEM, p.key, keyPEM)
+		kp, warnings, err := l.parseKeyPair(role, name, p.cert, certPEM, certInfo, p.key, keyPEM, keyInfo)
 		ld.warnings = append(ld.warnings, warnings...)
 		if err != nil {
 			ld.fail(name, err)
@@ -235,14 +235,19 @@ func (l Loader) readTrustStore(ld *loaded[*TrustStore], name, dir string, files 
 	}
 	var read int64
 	for _, f := range sized {
-		b, _, err := readFile(f.path, l.maxTrustFileSize())
+		if tp, ok := settled[*trustParse](l.cache(), f.path, f.info); ok {
+			read += f.info.Size()
+			in = append(in, trustInput{path: f.path, info: f.info, parsed: tp})
+			continue
+		}
+		b, info, err := readFile(f.path, l.maxTrustFileSize())
 		read += int64(len(b))
 		if read > limit {
 			// A file grew after it was listed: the overshoot is bounded
 			// by one file's limit, and the store is refused all the same.
 			return nil, storeTooLarge(name, dir, sized, read, limit)
 		}
-		in = append(in, trustInput{path: f.path, data: b, err: err})
+		in = append(in, trustInput{path: f.path, data: b, info: info, err: err})
 	}
 	return in, nil
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -94,11 +93,11 @@ func (s *crlState) readStore(store string) (map[string]*crlRecord, error) {
 		if err != nil {
 			return nil, err
 		}
-		rl, err := x509.ParseRevocationList(der)
+		c, err := newParsedCRL(der)
 		if err != nil {
 			return nil, fileErr(p, fmt.Errorf("not a DER CRL: %w; remove this file, and certplane forgets the newest CRL of that CA", err))
 		}
-		recs[key] = recordOf(rl, p)
+		recs[key] = &crlRecord{crl: c, file: p}
 	}
 	return recs, nil
 }

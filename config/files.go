@@ -116,8 +116,15 @@ func readFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 		return nil, nil, fileErr(path, fmt.Errorf("cannot read: %w", unwrapPathError(err)))
 	}
 	defer f.Close()
-	// The file may grow between Stat and Read: never read past the limit.
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	// The opened file is the one read: its size and mtime key the parse
+	// cache with its content (a rename after the Stat above is seen here).
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		info = fi
+	}
+	// Read into a buffer of the size stat gives (io.ReadAll grows by
+	// doubling: a 35 MB CRL cost 64 MB and a copy per reload); the file
+	// may grow between Stat and Read: never read past the limit.
+	data, err := readAllSized(io.LimitReader(f, limit+1), min(info.Size(), limit))
 	if err != nil {
 		return nil, nil, fileErr(path, fmt.Errorf("cannot read: %w", unwrapPathError(err)))
 	}
@@ -125,6 +132,21 @@ func readFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 		return nil, nil, fileErr(path, fmt.Errorf("file is over the limit of %d bytes", limit))
 	}
 	return data, info, nil
+}
+
+// readAllSized reads r to its end into a buffer of size+1 bytes, growing
+// it only when r holds more than size bytes.
+func readAllSized(r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, size+1)
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(r) // it grew since the Stat
+	return append(buf, rest...), err
 }
 
 func fileKind(m fs.FileMode) string {

@@ -2,9 +2,11 @@ package config
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
+	"io/fs"
 	"time"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // FileError is a defect of one file, at a line when known. Every error the
@@ -46,6 +48,10 @@ type Loader struct {
 	// file's last good content and each CA's newest CRL. Nil: every load
 	// stands alone (certplane check). A long-running loader sets it.
 	Trust *TrustMemory
+	// Cache keeps what each file parsed to, so that a reload parses only
+	// the files that changed. Nil: Trust's cache when Trust is set,
+	// otherwise every load parses everything.
+	Cache *ParseCache
 	// AdminAddresses are the admin endpoints (host:port) the data plane
 	// runs: a backend endpoint on one is a warning (config/loops.go).
 	AdminAddresses []string
@@ -105,12 +111,26 @@ func ParseKeyPair(role, name, certFile string, certPEM []byte, keyFile string, k
 // enough. role is RoleServer or RoleClient. The warnings returned (a
 // certificate about to expire) do not block use. Errors name the file.
 func (l Loader) ParseKeyPair(role, name, certFile string, certPEM []byte, keyFile string, keyPEM []byte) (*KeyPair, []Problem, error) {
+	return l.parseKeyPair(role, name, certFile, certPEM, nil, keyFile, keyPEM, nil)
+}
+
+// parseKeyPair is ParseKeyPair with the files' identities: the parse of
+// each file comes from the parse cache when its content was seen before.
+func (l Loader) parseKeyPair(role, name, certFile string, certPEM []byte, certInfo fs.FileInfo, keyFile string, keyPEM []byte, keyInfo fs.FileInfo) (*KeyPair, []Problem, error) {
 	now := l.now()
-	chain, err := parseCertBlocks(certPEM)
+	cp := lookup(l.cache(), certFile, certPEM, certInfo, func() certParse {
+		chain, err := parseCertBlocks(certPEM)
+		return certParse{chain, err}
+	})
+	chain, err := cp.chain, cp.err
 	if err != nil {
 		return nil, nil, fileErr(certFile, err)
 	}
-	key, err := parseKeyBlocks(keyPEM)
+	kparse := lookup(l.cache(), keyFile, keyPEM, keyInfo, func() keyParse {
+		key, err := parseKeyBlocks(keyPEM)
+		return keyParse{key, err}
+	})
+	key, err := kparse.key, kparse.err
 	if err != nil {
 		return nil, nil, fileErr(keyFile, err)
 	}
@@ -127,7 +147,7 @@ func (l Loader) ParseKeyPair(role, name, certFile string, certPEM []byte, keyFil
 	}
 	var chainPEM []byte
 	for _, c := range chain {
-		chainPEM = append(chainPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		chainPEM = append(chainPEM, pemder.Encode(pemder.TypeCertificate, c.Raw)...)
 	}
 	var warnings []Problem
 	for i, c := range chain {
@@ -136,13 +156,15 @@ func (l Loader) ParseKeyPair(role, name, certFile string, certPEM []byte, keyFil
 				fmt.Errorf("%s expires on %s, in %d days", certName(i, c), c.NotAfter.UTC().Format(timeFormat), int(left.Hours()/24)))})
 		}
 	}
-	return &KeyPair{
+	out := &KeyPair{
 		Name:     name,
 		Chain:    chain,
 		Key:      key,
 		ChainPEM: chainPEM,
-		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		KeyPEM:   pemder.Encode("PRIVATE KEY", keyDER),
 		CertFile: certFile,
 		KeyFile:  keyFile,
-	}, warnings, nil
+	}
+	out.Fingerprint = fingerprint(out.ChainPEM, out.KeyPEM)
+	return out, warnings, nil
 }

@@ -66,6 +66,8 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	// A trust store with a bad file is served without it (or with its last
 	// good content): its defects block no listener, but they are errors.
 	r.addProblems("", trust.errs)
+	r.m.fingerprint()
+	l.cache().sweep()
 	return r.m, nil
 }
 
@@ -89,12 +91,18 @@ func (l Loader) loadConfigFiles(dir string) ([]*ConfigFile, []Problem, error) {
 		if e.info.IsDir() {
 			continue
 		}
-		data, _, err := readFile(e.path, l.maxFileSize())
+		data, info, err := readFile(e.path, l.maxFileSize())
 		if err != nil {
 			problems = append(problems, problemOf("", err))
 			continue
 		}
-		cf, err := ParseConfig(e.path, data)
+		// A ConfigFile is read-only once parsed (the resolver copies what
+		// it changes), so one parse serves every load of the same content.
+		yp := lookup(l.cache(), e.path, data, info, func() yamlParse {
+			cf, err := ParseConfig(e.path, data)
+			return yamlParse{cf, err}
+		})
+		cf, err := yp.cf, yp.err
 		if err != nil {
 			problems = append(problems, problemsOf("", err)...)
 			continue
@@ -194,7 +202,8 @@ func (r *resolver) resolve(files []*ConfigFile) {
 			backendProblems[name] = ps
 			continue
 		}
-		r.m.Backends[name] = d.b
+		b := *d.b // the parse is cached and shared: the model gets its own copy
+		r.m.Backends[name] = &b
 	}
 
 	// Listeners. Port clashes are found among every listener that converted,
@@ -225,7 +234,8 @@ func (r *resolver) resolve(files []*ConfigFile) {
 			r.addProblems(name, ps)
 			continue
 		}
-		r.m.Listeners = append(r.m.Listeners, ds[0].l)
+		l := *ds[0].l // the parse is cached and shared: the model gets its own copy
+		r.m.Listeners = append(r.m.Listeners, &l)
 		r.fullChainWarnings(ds[0])
 	}
 	// Defects of things no listener uses are still reported, once.
@@ -451,8 +461,8 @@ func (r *resolver) casWithoutCRL(ts *TrustStore) []string {
 		return got
 	}
 	issuers := make(map[string]bool, len(ts.CRLs))
-	for _, rl := range ts.CRLs {
-		issuers[string(rl.RawIssuer)] = true
+	for _, c := range ts.CRLs {
+		issuers[string(c.RawIssuer)] = true
 	}
 	missing := []string{}
 	for _, c := range ts.CAs {

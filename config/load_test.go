@@ -25,6 +25,7 @@ import (
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/pki/pkitest"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 const (
@@ -67,7 +68,10 @@ func TestLoadValidTree(t *testing.T) {
 		Routes:            []config.Route{{PathPrefix: "/", Backend: "app"}},
 		SourceFile:        f.path("config/web.yaml"),
 	}
-	if diff := cmp.Diff(want, web); diff != "" {
+	if web.Fingerprint == "" {
+		t.Error("listener web has no fingerprint")
+	}
+	if diff := cmp.Diff(want, web, cmpopts.IgnoreFields(config.Listener{}, "Fingerprint")); diff != "" {
 		t.Errorf("listener web (-want +got):\n%s", diff)
 	}
 	if got := m.Listeners[0].ClientCertHeaders; len(got) != 0 {
@@ -417,6 +421,18 @@ func badInputCases() []loadCase {
 			present: []string{"other", "web"},
 		},
 		{
+			// Issue #12: config accepted it, both data planes refused it.
+			name: "CRL with a critical freshest CRL extension",
+			mutate: func(t *testing.T, f *fixture) {
+				f.write(rootCRL, crlWithExtensionOID(t, f.root, asn1.ObjectIdentifier{2, 5, 29, 46}, []byte{0x30, 0x00}))
+			},
+			want: webBlockedNone("| $ROOT/certs/trust/clients/root.crl: CRL 1 (issuer CN=Test Root) has a critical freshest CRL extension (2.5.29.46), which BoringSSL (Envoy) does not handle; it cannot be used (RFC 5280 5.2): reissue the CRL with it non-critical; the CRLs of this file are left out until it is fixed"),
+			warn: func(f *fixture) []string {
+				return []string{rootNoCRL}
+			},
+			present: []string{"other", "web"},
+		},
+		{
 			name: "CRL with an unknown critical extension",
 			mutate: func(t *testing.T, f *fixture) {
 				f.write(rootCRL, crlWithExtension(t, f.root, true))
@@ -436,7 +452,7 @@ func badInputCases() []loadCase {
 		{
 			name:   "garbage CRL",
 			mutate: func(t *testing.T, f *fixture) { f.write(rootCRL, []byte{0x30, 0x03, 0x02, 0x01, 0x01}) },
-			want:   webBlockedNone("| $ROOT/certs/trust/clients/root.crl: not a PEM or DER CRL: x509: malformed tbs crl; the file is left out until it is fixed"),
+			want:   webBlockedNone("| $ROOT/certs/trust/clients/root.crl: not a PEM or DER CRL: crl: malformed TBSCertList; the file is left out until it is fixed"),
 			warn: func(f *fixture) []string {
 				return []string{rootNoCRL}
 			},
@@ -832,6 +848,22 @@ const rootNoCRL = `web| $ROOT/certs/trust/clients: listener "web" checks CRLs fo
 // webBlockedNone is for cases whose problems block no listener.
 func webBlockedNone(lines ...string) func(f *fixture) []string {
 	return func(f *fixture) []string { return lines }
+}
+
+// crlWithExtensionOID signs a CRL carrying a critical extension.
+func crlWithExtensionOID(t *testing.T, ca *pkitest.CA, oid asn1.ObjectIdentifier, value []byte) []byte {
+	t.Helper()
+	now := time.Now().Add(-time.Minute)
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:          big.NewInt(78),
+		ThisUpdate:      now,
+		NextUpdate:      now.Add(7 * 24 * time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: oid, Critical: true, Value: value}},
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.CRLPEM(der)
 }
 
 // crlWithExtension signs a CRL carrying a private extension.

@@ -8,6 +8,7 @@ package config
 import (
 	"crypto"
 	"crypto/x509"
+	"math/big"
 	"time"
 )
 
@@ -56,6 +57,12 @@ type Listener struct {
 	ClientCertHeaders []ClientCertHeader
 	Routes            []Route
 	SourceFile        string
+	// Fingerprint is a SHA-256 of the listener and of everything it
+	// translates from: its server certificates, trust store, and the
+	// backends of its routes (with their trust stores and client
+	// certificates). Equal fingerprints, equal resources: the publisher
+	// may skip re-translating the listener.
+	Fingerprint string
 }
 
 // TLSPolicy is the resolved TLS policy: versions and cipher suites in
@@ -112,6 +119,9 @@ type Backend struct {
 	HealthCheck *HealthCheck // nil: no active health checking
 	TLS         *UpstreamTLS // nil: plain HTTP to the endpoints
 	SourceFile  string
+	// Fingerprint is a SHA-256 of the backend and of the trust store and
+	// client certificate its TLS uses.
+	Fingerprint string
 }
 
 // Endpoint is one upstream host:port. Host is an IP literal or a DNS name.
@@ -148,16 +158,38 @@ type KeyPair struct {
 	KeyPEM   []byte // PKCS#8 PEM; never log it
 	CertFile string
 	KeyFile  string
+	// Fingerprint is a SHA-256 of ChainPEM and KeyPEM: equal fingerprints,
+	// equal Secret.
+	Fingerprint string
 }
 
 // TrustStore is a bundle of CA certificates and the CRLs issued by them.
 type TrustStore struct {
-	Name   string
-	CAs    []*x509.Certificate
-	CRLs   []*x509.RevocationList
+	Name string
+	CAs  []*x509.Certificate
+	// CRLs summarises the CRLs served, in CRLPEM order. A CRL is never kept
+	// parsed: its entries live only in CRLPEM, the bytes sent.
+	CRLs   []CRL
 	CAPEM  []byte   // every CA, PEM, in file then document order
 	CRLPEM []byte   // every CRL, PEM; empty when the store has none
 	Files  []string // the files it was read from
+	// Fingerprint is a SHA-256 of everything served from the store (CAPEM
+	// and CRLPEM): equal fingerprints, equal Secret.
+	Fingerprint string
+}
+
+// CRL is what the model keeps of an admitted CRL: who issued it, where it
+// stands in its issuer's sequence, and how big it is. Its signature was
+// checked against a CA of the store at admission (crl.Admit).
+type CRL struct {
+	Issuer     string // pkix.Name.String form
+	RawIssuer  []byte // DER Name: matches the issuing CA's RawSubject
+	Number     *big.Int
+	ThisUpdate time.Time
+	NextUpdate time.Time // zero: absent
+	Revoked    int       // entries listed
+	SHA256     [32]byte  // of the DER
+	File       string    // where it was admitted from (a state file when remembered)
 }
 
 // The loader's entry points (implemented in load.go):

@@ -7,9 +7,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // errEncryptedKey is the one answer to every encrypted key format.
@@ -17,55 +18,35 @@ var errEncryptedKey = errors.New("encrypted private keys are not supported; decr
 
 // pemBlock is one decoded PEM block with the line its BEGIN is on.
 type pemBlock struct {
-	*pem.Block
-	line int
+	pemder.Block
+	Bytes []byte // Block.DER, under encoding/pem's name
+	line  int
 }
 
-// decodePEM splits data into PEM blocks. Text between blocks (OpenSSL's
-// "Bag Attributes", comments) is allowed, as OpenSSL allows it. An empty
-// file, a DER file, and a BEGIN line without a well-formed block after it
-// are errors. what names the expected content for the DER hint.
+// decodePEM splits data into PEM blocks (pemder.Decode). Text between
+// blocks (OpenSSL's "Bag Attributes", comments) is allowed, as OpenSSL
+// allows it. An empty file, a DER file, and a BEGIN line without a
+// well-formed block after it are errors. derHint names the command that
+// converts DER content.
 func decodePEM(data []byte, derHint string) ([]pemBlock, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, errors.New("empty file")
 	}
-	var blocks []pemBlock
-	rest := data
-	for {
-		begin := bytes.Index(rest, []byte("-----BEGIN "))
-		if begin < 0 {
-			break
-		}
-		line := lineAt(data, len(data)-len(rest)+begin)
-		block, next := pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("malformed or truncated PEM block at line %d (no valid END line or bad base64)", line)
-		}
-		// pem.Decode skips a BEGIN it cannot parse and returns a later
-		// block: insist that the block decoded starts at the BEGIN found.
-		consumed := len(rest) - len(next)
-		if bytes.LastIndex(rest[:consumed], []byte("-----BEGIN ")) != begin {
-			return nil, fmt.Errorf("malformed or truncated PEM block at line %d (no valid END line or bad base64)", line)
-		}
-		blocks = append(blocks, pemBlock{Block: block, line: line})
-		rest = next
+	decoded, err := pemder.Decode(data)
+	if err != nil {
+		return nil, err
 	}
-	if len(blocks) == 0 {
-		if looksDER(data) {
+	if len(decoded) == 0 {
+		if pemder.LooksDER(data) {
 			return nil, fmt.Errorf("file holds DER, not PEM; convert it with %s", derHint)
 		}
 		return nil, errors.New("no PEM block found")
 	}
+	blocks := make([]pemBlock, len(decoded))
+	for i, b := range decoded {
+		blocks[i] = pemBlock{Block: b, Bytes: b.DER, line: b.Line}
+	}
 	return blocks, nil
-}
-
-func lineAt(data []byte, off int) int {
-	return bytes.Count(data[:off], []byte("\n")) + 1
-}
-
-// looksDER reports whether data starts like a DER SEQUENCE with a sane length.
-func looksDER(data []byte) bool {
-	return len(data) > 2 && data[0] == 0x30 && (data[1] >= 0x80 && data[1] <= 0x84 || int(data[1]) == len(data)-2)
 }
 
 // parseCertBlocks parses a file that must hold only CERTIFICATE blocks.

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math/big"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/certplane/certplane/crl"
+	"github.com/certplane/certplane/pemder"
 )
 
 // ParseTrustStore parses and validates a trust store with the current time.
@@ -45,56 +49,98 @@ func (l Loader) ParseTrustStore(name string, files map[string][]byte) (*TrustSto
 // admitted by checkCA, and its CRLs, syntax checked, in document order.
 type trustFile struct {
 	cas  []*x509.Certificate
-	crls []*x509.RevocationList
+	crls []*parsedCRL
 }
 
-// parseTrustFile parses one file of a trust store. A defect anywhere fails
-// the whole file: the file is the unit of admission. warn receives the
-// warnings about its CAs.
-func (l Loader) parseTrustFile(file string, data []byte, now time.Time, warn func(error)) (*trustFile, error) {
-	if strings.EqualFold(filepath.Ext(file), ".crl") {
-		rls, err := ParseCRLs(file, data)
-		if err != nil {
-			return nil, err
-		}
-		return &trustFile{crls: rls}, nil
+// trustParse is what parsing one trust file gives before any check that
+// depends on the time: its blocks in document order. It depends only on the
+// file's content, so the parse cache keeps it.
+type trustParse struct {
+	blocks []trustBlock
+	err    error // the file as a whole cannot be read as PEM or CRLs
+}
+
+// trustBlock is one block of a trust file: a CA, a CRL or why it failed.
+type trustBlock struct {
+	cert *x509.Certificate
+	crl  *parsedCRL
+	err  error // already names the file
+}
+
+// parseTrustFile parses one file of a trust store, or takes it from the
+// parse cache when the same content was parsed before. A defect anywhere
+// fails the whole file: the file is the unit of admission. warn receives
+// the warnings about its CAs.
+func (l Loader) parseTrustFile(file string, data []byte, info fs.FileInfo, tp *trustParse, now time.Time, warn func(error)) (*trustFile, error) {
+	if tp == nil {
+		tp = l.cache().trust(file, data, info, func() *trustParse { return parseTrustBlocks(file, data) })
 	}
-	blocks, err := decodePEM(data, "openssl x509 -inform der -in FILE -out FILE.pem")
-	if err != nil {
-		return nil, fileErr(file, err)
+	if tp.err != nil {
+		return nil, tp.err
 	}
 	tf := &trustFile{}
 	var errs []error
-	for _, b := range blocks {
-		switch b.Type {
-		case "CERTIFICATE":
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				errs = append(errs, fileErr(file, fmt.Errorf("certificate at line %d: %w", b.line, err)))
-				continue
-			}
-			n := len(tf.cas)
+	for _, b := range tp.blocks {
+		switch {
+		case b.err != nil:
+			errs = append(errs, b.err)
+		case b.crl != nil:
+			tf.crls = append(tf.crls, b.crl)
+		default:
+			c, n := b.cert, len(tf.cas)
 			if err := checkCA(c, n, now, warn); err != nil {
 				errs = append(errs, fileErr(file, err))
 			} else if left := c.NotAfter.Sub(now); left < l.expiryWarning() {
 				warn(fmt.Errorf("%s expires on %s, in %d days", certName(n, c), c.NotAfter.UTC().Format(timeFormat), int(left.Hours()/24)))
 			}
 			tf.cas = append(tf.cas, c)
-		case "X509 CRL":
-			rl, err := x509.ParseRevocationList(b.Bytes)
-			if err != nil {
-				errs = append(errs, fileErr(file, fmt.Errorf("CRL at line %d: %w", b.line, err)))
-				continue
-			}
-			tf.crls = append(tf.crls, rl)
-		default:
-			errs = append(errs, fileErr(file, fmt.Errorf("unexpected %q PEM block at line %d; a trust store holds only CERTIFICATE and X509 CRL blocks", b.Type, b.line)))
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return tf, nil
+}
+
+// parseTrustBlocks parses the content of one trust file.
+func parseTrustBlocks(file string, data []byte) *trustParse {
+	if strings.EqualFold(filepath.Ext(file), ".crl") {
+		crls, err := parseCRLFile(file, data)
+		if err != nil {
+			return &trustParse{err: err}
+		}
+		tp := &trustParse{}
+		for _, c := range crls {
+			tp.blocks = append(tp.blocks, trustBlock{crl: c})
+		}
+		return tp
+	}
+	blocks, err := decodePEM(data, "openssl x509 -inform der -in FILE -out FILE.pem")
+	if err != nil {
+		return &trustParse{err: fileErr(file, err)}
+	}
+	tp := &trustParse{}
+	for _, b := range blocks {
+		switch b.Type {
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(b.Bytes)
+			if err != nil {
+				tp.blocks = append(tp.blocks, trustBlock{err: fileErr(file, fmt.Errorf("certificate at line %d: %w", b.line, err))})
+				continue
+			}
+			tp.blocks = append(tp.blocks, trustBlock{cert: c})
+		case crl.PEMType:
+			c, err := newParsedCRL(b.Bytes)
+			if err != nil {
+				tp.blocks = append(tp.blocks, trustBlock{err: fileErr(file, fmt.Errorf("CRL at line %d: %w", b.line, err))})
+				continue
+			}
+			tp.blocks = append(tp.blocks, trustBlock{crl: c})
+		default:
+			tp.blocks = append(tp.blocks, trustBlock{err: fileErr(file, fmt.Errorf("unexpected %q PEM block at line %d; a trust store holds only CERTIFICATE and X509 CRL blocks", b.Type, b.line))})
+		}
+	}
+	return tp
 }
 
 // crlExpiryWarning is how close a CRL's nextUpdate must be to warn. CRLs
@@ -131,118 +177,203 @@ func checkCA(c *x509.Certificate, i int, now time.Time, warn func(error)) error 
 }
 
 // ParseCRLs parses a CRL file: PEM (one or many X509 CRL blocks) or DER
-// (exactly one CRL). It checks syntax only; see ParseTrustStore for the
-// signature and date checks.
-func ParseCRLs(file string, data []byte) ([]*x509.RevocationList, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, fileErr(file, errors.New("empty file"))
-	}
-	if !bytes.Contains(data, []byte("-----BEGIN ")) {
-		rl, err := x509.ParseRevocationList(data)
-		if err != nil {
-			return nil, fileErr(file, fmt.Errorf("not a PEM or DER CRL: %w", err))
-		}
-		return []*x509.RevocationList{rl}, nil
-	}
-	blocks, err := decodePEM(data, "")
+// (exactly one CRL). It checks syntax only (crl.Parse); crl.Admit checks
+// the signature. Each summary still holds its signed bytes.
+func ParseCRLs(file string, data []byte) ([]*crl.Summary, error) {
+	ps, err := parseCRLFile(file, data)
 	if err != nil {
-		return nil, fileErr(file, err)
+		return nil, err
 	}
-	var out []*x509.RevocationList
-	for _, b := range blocks {
-		if b.Type != "X509 CRL" {
-			return nil, fileErr(file, fmt.Errorf("unexpected %q PEM block at line %d; a .crl file holds only X509 CRL blocks", b.Type, b.line))
-		}
-		rl, err := x509.ParseRevocationList(b.Bytes)
-		if err != nil {
-			return nil, fileErr(file, fmt.Errorf("CRL at line %d: %w", b.line, err))
-		}
-		out = append(out, rl)
+	out := make([]*crl.Summary, len(ps))
+	for i, p := range ps {
+		out[i] = p.sum
 	}
 	return out, nil
 }
 
-// CRL extensions OpenSSL and BoringSSL understand. Any other critical
-// extension must make the CRL unusable (RFC 5280 5.2).
-var (
-	oidAuthorityKeyID   = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidCRLNumber        = asn1.ObjectIdentifier{2, 5, 29, 20}
-	oidDeltaCRL         = asn1.ObjectIdentifier{2, 5, 29, 27}
-	oidIssuingDistPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
-	oidFreshestCRL      = asn1.ObjectIdentifier{2, 5, 29, 46}
-	oidAuthorityInfo    = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 1}
-	oidReasonCode       = asn1.ObjectIdentifier{2, 5, 29, 21}
-	oidInvalidityDate   = asn1.ObjectIdentifier{2, 5, 29, 24}
-)
-
-func crlName(i int, rl *x509.RevocationList) string {
-	return fmt.Sprintf("CRL %d (issuer %s)", i+1, rl.Issuer.String())
+// CRLFilePEM parses a CRL file as ParseCRLs does and returns its CRLs as
+// PEM, whatever form the file had: what a trust store file holding them
+// would hold.
+func CRLFilePEM(file string, data []byte) ([]byte, error) {
+	ps, err := parseCRLFile(file, data)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for _, p := range ps {
+		out = append(out, p.pemBytes()...)
+	}
+	return out, nil
 }
 
-// checkCRL admits CRL i of a file against the CAs of its store and returns
+func parseCRLFile(file string, data []byte) ([]*parsedCRL, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fileErr(file, errors.New("empty file"))
+	}
+	if !bytes.Contains(data, []byte("-----BEGIN ")) {
+		c, err := newParsedCRL(data)
+		if err != nil {
+			return nil, fileErr(file, fmt.Errorf("not a PEM or DER CRL: %w", err))
+		}
+		return []*parsedCRL{c}, nil
+	}
+	// Stream the blocks (each decoded into a buffer of its size, the base64
+	// text not copied: 35 MB to decode a 1M-serial CRL, not 81). Any
+	// defect is reported by the walk below, whose texts the loader has
+	// always given.
+	var out []*parsedCRL
+	err := pemder.Blocks(data, func(b pemder.Block) error {
+		if b.Type != crl.PEMType {
+			return errBadBlock
+		}
+		c, err := newParsedCRL(b.DER)
+		if err != nil {
+			return err
+		}
+		out = append(out, c)
+		return nil
+	})
+	if err == nil && len(out) > 0 {
+		if len(out) == 1 && out[0].der != nil && pemder.IsEncoding(data, crl.PEMType, out[0].der) {
+			// The file is the PEM served: keep it rather than encode it
+			// again (a 1M-serial CRL: 48 MB less at the peak).
+			out[0].pem = data[:len(data):len(data)]
+		}
+		return out, nil
+	}
+	out = nil
+	blocks, err := decodePEM(data, "")
+	if err != nil {
+		return nil, fileErr(file, err)
+	}
+	for _, b := range blocks {
+		if b.Type != crl.PEMType {
+			return nil, fileErr(file, fmt.Errorf("unexpected %q PEM block at line %d; a .crl file holds only X509 CRL blocks", b.Type, b.line))
+		}
+		c, err := newParsedCRL(b.Bytes)
+		if err != nil {
+			return nil, fileErr(file, fmt.Errorf("CRL at line %d: %w", b.line, err))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// errBadBlock stops the streaming walk of a CRL file at a block of
+// another type; the walk that reports it names the block.
+var errBadBlock = errors.New("not a CRL block")
+
+func crlName(i int, s *crl.Summary) string {
+	return fmt.Sprintf("CRL %d (issuer %s)", i+1, s.Issuer)
+}
+
+// checkCRL admits CRL i of a file against the CAs of its store with
+// crl.Admit, the one admission rule that the proxy applies too, and returns
 // the CA whose signature it bears. An expired CRL passes: it is served, so
 // that the handshakes of its CA's clients fail closed (see crlExpired).
-func checkCRL(rl *x509.RevocationList, i int, cas []*x509.Certificate, store string, now time.Time) (*x509.Certificate, error) {
-	name := crlName(i, rl)
-	for _, e := range rl.Extensions {
-		switch {
-		case e.Id.Equal(oidDeltaCRL):
-			return nil, fmt.Errorf("%s is a delta CRL; delta CRLs are not supported: publish a complete CRL", name)
-		case !e.Critical, e.Id.Equal(oidAuthorityKeyID), e.Id.Equal(oidCRLNumber),
-			e.Id.Equal(oidIssuingDistPoint), e.Id.Equal(oidFreshestCRL), e.Id.Equal(oidAuthorityInfo):
-		default:
-			return nil, fmt.Errorf("%s has an unknown critical extension %s; it cannot be used (RFC 5280 5.2)", name, e.Id)
-		}
+func checkCRL(c *parsedCRL, i int, cas []*x509.Certificate, store string, now time.Time) (*x509.Certificate, error) {
+	s := c.sum
+	name := crlName(i, s)
+	if err := s.Usable(); err != nil {
+		return nil, unusableErr(name, s, err)
 	}
-	for _, entry := range rl.RevokedCertificateEntries {
-		for _, e := range entry.Extensions {
-			if e.Critical && !e.Id.Equal(oidReasonCode) && !e.Id.Equal(oidInvalidityDate) {
-				return nil, fmt.Errorf("%s: the entry for serial %s has an unknown critical extension %s; the CRL cannot be used (RFC 5280 5.3)", name, entry.SerialNumber, e.Id)
-			}
-		}
-	}
-	issuer, err := crlIssuer(rl, cas)
+	issuer, err := c.admit(cas, now)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not signed by any CA of trust store %q: %w", name, store, err)
+		return nil, fmt.Errorf("%s is not signed by any CA of trust store %q: %s", name, store, issuerCause(s, err))
 	}
-	if now.Before(rl.ThisUpdate) {
-		return nil, fmt.Errorf("%s is not valid until %s (thisUpdate)", name, rl.ThisUpdate.UTC().Format(timeFormat))
+	if now.Before(s.ThisUpdate) {
+		return nil, fmt.Errorf("%s is not valid until %s (thisUpdate)", name, s.ThisUpdate.UTC().Format(timeFormat))
 	}
 	return issuer, nil
 }
 
-// crlIssuer finds the CA among cas whose signature rl bears.
-func crlIssuer(rl *x509.RevocationList, cas []*x509.Certificate) (*x509.Certificate, error) {
-	var lastErr error
-	for _, ca := range cas {
-		if !bytes.Equal(rl.RawIssuer, ca.RawSubject) {
-			continue
+// unusableErr says, in the loader's words, why crl.Summary.Usable refuses
+// a CRL whatever CA signed it.
+func unusableErr(name string, s *crl.Summary, err error) error {
+	switch {
+	case errors.Is(err, crl.ErrDelta):
+		return fmt.Errorf("%s is a delta CRL; delta CRLs are not supported: publish a complete CRL", name)
+	case errors.Is(err, crl.ErrUnhandledCritical) && len(s.Critical) > 0:
+		oid := s.Critical[0]
+		if known := knownCRLExtensions[oid.String()]; known != "" {
+			return fmt.Errorf("%s has a critical %s extension (%s), which BoringSSL (Envoy) does not handle; it cannot be used (RFC 5280 5.2): reissue the CRL with it non-critical", name, known, oid)
 		}
-		if err := rl.CheckSignatureFrom(ca); err != nil {
-			lastErr = err
-			continue
+		return fmt.Errorf("%s has an unknown critical extension %s; it cannot be used (RFC 5280 5.2)", name, oid)
+	case errors.Is(err, crl.ErrCriticalEntry) && s.CriticalEntry != nil:
+		e := s.CriticalEntry
+		return fmt.Errorf("%s: the entry for serial %s has a critical extension %s; BoringSSL (Envoy) handles no critical entry extension, so the CRL cannot be used (RFC 5280 5.3)", name, serialString(e.Serial), e.OID)
+	}
+	return fmt.Errorf("%s cannot be used: %w", name, err)
+}
+
+// knownCRLExtensions names the CRL extensions BoringSSL reads but refuses
+// as critical.
+var knownCRLExtensions = map[string]string{
+	"2.5.29.20":         "CRL number",
+	"2.5.29.46":         "freshest CRL",
+	"1.3.6.1.5.5.7.1.1": "authority information access",
+}
+
+// serialString prints a DER INTEGER content (two's complement) in decimal.
+func serialString(b []byte) string {
+	n := new(big.Int).SetBytes(b)
+	if len(b) > 0 && b[0]&0x80 != 0 {
+		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(8*len(b))))
+	}
+	return n.String()
+}
+
+// issuerCause is why no CA of the store issued a CRL, as the loader has
+// always said it: the verifier's own error for a bad signature, or the
+// missing subject.
+func issuerCause(s *crl.Summary, err error) string {
+	if errors.Is(err, crl.ErrSignature) {
+		return leafErr(err).Error()
+	}
+	if msg, ok := strings.CutPrefix(err.Error(), crl.ErrNoIssuer.Error()+": "); ok {
+		if strings.HasPrefix(msg, "no CA has subject ") {
+			return "no CA there has subject " + s.Issuer
 		}
-		return ca, nil
+		return msg
 	}
-	if lastErr != nil {
-		return nil, lastErr
+	return err.Error()
+}
+
+// leafErr follows the last wrapped error down to the first cause.
+func leafErr(err error) error {
+	for {
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			errs := u.Unwrap()
+			if len(errs) == 0 {
+				return err
+			}
+			err = errs[len(errs)-1]
+		case interface{ Unwrap() error }:
+			next := u.Unwrap()
+			if next == nil {
+				return err
+			}
+			err = next
+		default:
+			return err
+		}
 	}
-	return nil, fmt.Errorf("no CA there has subject %s", rl.Issuer.String())
 }
 
 // crlExpired is the defect of a CRL whose nextUpdate has passed.
-func crlExpired(rl *x509.RevocationList, i int, now time.Time) error {
-	if rl.NextUpdate.IsZero() || !now.After(rl.NextUpdate) {
+func crlExpired(s *crl.Summary, i int, now time.Time) error {
+	if s.NextUpdate.IsZero() || !now.After(s.NextUpdate) {
 		return nil
 	}
-	return fmt.Errorf("%s expired on %s (nextUpdate); an expired CRL fails closed: publish a fresh one", crlName(i, rl), rl.NextUpdate.UTC().Format(timeFormat))
+	return fmt.Errorf("%s expired on %s (nextUpdate); an expired CRL fails closed: publish a fresh one", crlName(i, s), s.NextUpdate.UTC().Format(timeFormat))
 }
 
 // crlExpiring is the warning for a CRL whose nextUpdate is near.
-func crlExpiring(rl *x509.RevocationList, i int, now time.Time) error {
-	left := rl.NextUpdate.Sub(now)
-	if rl.NextUpdate.IsZero() || left < 0 || left >= crlExpiryWarning {
+func crlExpiring(s *crl.Summary, i int, now time.Time) error {
+	left := s.NextUpdate.Sub(now)
+	if s.NextUpdate.IsZero() || left < 0 || left >= crlExpiryWarning {
 		return nil
 	}
-	return fmt.Errorf("%s expires on %s (nextUpdate), in %d minutes: publish a fresh one before then, or clients of that CA are refused", crlName(i, rl), rl.NextUpdate.UTC().Format(timeFormat), int(left.Minutes()))
+	return fmt.Errorf("%s expires on %s (nextUpdate), in %d minutes: publish a fresh one before then, or clients of that CA are refused", crlName(i, s), s.NextUpdate.UTC().Format(timeFormat), int(left.Minutes()))
 }

@@ -1,15 +1,18 @@
 package config
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // trustInput is one file of a trust store as read: its content, or why it
@@ -17,7 +20,11 @@ import (
 type trustInput struct {
 	path string
 	data []byte
-	err  error
+	info fs.FileInfo // for the parse cache; nil: not cached
+	// parsed, when set, is the cached parse of the file, not read again
+	// (ParseCache settled); data is then nil.
+	parsed *trustParse
+	err    error
 }
 
 // admitTrustStore admits one trust store against what l.Trust remembers of
@@ -35,6 +42,7 @@ func (l Loader) admitTrustStore(name string, in []trustInput) (*TrustStore, []Pr
 		content: map[string]*trustFile{}, good: map[string]bool{}, forget: map[string]bool{},
 	}
 	ts, err := a.run(in)
+	a.release()
 	return ts, a.warnings, err
 }
 
@@ -61,10 +69,11 @@ type storeAdmission struct {
 	warnings []Problem
 	lost     bool // something was left out with nothing to replace it
 
-	cas    []*x509.Certificate
-	byKey  map[string]*x509.Certificate // CAs by issuerKey
-	served []servedCRL
-	forget map[string]bool // remembered CRLs that no longer verify
+	cas       []*x509.Certificate
+	byKey     map[string]*x509.Certificate   // CAs by issuerKey
+	bySubject map[string][]*x509.Certificate // CAs by RawSubject: a CRL's candidate issuers
+	served    []servedCRL
+	forget    map[string]bool // remembered CRLs that no longer verify
 }
 
 // fileFailure is a file (or only its CRLs) that could not be admitted.
@@ -76,13 +85,13 @@ type fileFailure struct {
 
 // servedCRL is a CRL chosen to be served, with where it came from.
 type servedCRL struct {
-	rl   *x509.RevocationList
+	c    *parsedCRL
 	i    int    // its index in its file, for messages
 	file string // its file, or the state file it was remembered in
 	key  string // its issuer's issuerKey
 }
 
-func (s servedCRL) record() *crlRecord { return recordOf(s.rl, s.file) }
+func (s servedCRL) record() *crlRecord { return &crlRecord{crl: s.c, file: s.file} }
 
 func (a *storeAdmission) run(in []trustInput) (*TrustStore, error) {
 	a.parseFiles(in)
@@ -121,7 +130,7 @@ func (a *storeAdmission) parseFiles(in []trustInput) {
 		err := f.err
 		if err == nil {
 			var tf *trustFile
-			tf, err = a.l.parseTrustFile(f.path, f.data, a.now, func(w error) {
+			tf, err = a.l.parseTrustFile(f.path, f.data, f.info, f.parsed, a.now, func(w error) {
 				a.warnings = append(a.warnings, problemOf("", fileErr(f.path, w)))
 			})
 			if err == nil {
@@ -150,11 +159,7 @@ func (a *storeAdmission) fileFailed(file string, err error, crlsOnly bool) {
 		tf.cas = last.cas
 	}
 	if last != nil {
-		for _, der := range last.crls {
-			if rl, err := x509.ParseRevocationList(der); err == nil {
-				tf.crls = append(tf.crls, rl)
-			}
-		}
+		tf.crls = last.crls
 	}
 	a.content[file] = tf
 }
@@ -162,6 +167,7 @@ func (a *storeAdmission) fileFailed(file string, err error, crlsOnly bool) {
 // collectCAs gathers the CAs of every file, each once.
 func (a *storeAdmission) collectCAs() {
 	a.byKey = map[string]*x509.Certificate{}
+	a.bySubject = map[string][]*x509.Certificate{}
 	seen := map[string]string{} // CA DER -> file of its first copy
 	for _, file := range a.paths {
 		tf := a.content[file]
@@ -176,6 +182,7 @@ func (a *storeAdmission) collectCAs() {
 			seen[string(c.Raw)] = file
 			a.cas = append(a.cas, c)
 			a.byKey[issuerKey(c)] = c
+			a.bySubject[string(c.RawSubject)] = append(a.bySubject[string(c.RawSubject)], c)
 		}
 	}
 }
@@ -203,16 +210,16 @@ func (a *storeAdmission) checkCRLs() []servedCRL {
 
 // checkFileCRLs returns the CRLs of a file that pass checkCRL, and the
 // defects of the others.
-func (a *storeAdmission) checkFileCRLs(file string, crls []*x509.RevocationList) ([]servedCRL, error) {
+func (a *storeAdmission) checkFileCRLs(file string, crls []*parsedCRL) ([]servedCRL, error) {
 	var out []servedCRL
 	var errs []error
-	for i, rl := range crls {
-		issuer, err := checkCRL(rl, i, a.cas, a.name, a.now)
+	for i, c := range crls {
+		issuer, err := checkCRL(c, i, a.bySubject[string(c.sum.RawIssuer)], a.name, a.now)
 		if err != nil {
 			errs = append(errs, fileErr(file, err))
 			continue
 		}
-		out = append(out, servedCRL{rl: rl, i: i, file: file, key: issuerKey(issuer)})
+		out = append(out, servedCRL{c: c, i: i, file: file, key: issuerKey(issuer)})
 	}
 	return out, errors.Join(errs...)
 }
@@ -248,7 +255,7 @@ func (a *storeAdmission) pickNewest(cands []servedCRL) {
 				delete(a.good, c.file)
 				a.errs = append(a.errs, fileErr(c.file, fmt.Errorf(
 					"%s has %s, older than %s %s: refused, so that revocation never goes backwards; the newer CRL is still served (a CA that restarted its CRL numbering must leave the store once)",
-					crlName(c.i, c.rl), c.record().describe(), best.record().describe(), where)))
+					crlName(c.i, c.c.sum), c.record().describe(), best.record().describe(), where)))
 			}
 		}
 		a.served = append(a.served, best)
@@ -262,16 +269,13 @@ func (a *storeAdmission) remembered(key string) (servedCRL, bool) {
 	if rem == nil || ca == nil {
 		return servedCRL{}, false
 	}
-	rl, err := x509.ParseRevocationList(rem.der)
-	if err == nil {
-		err = rl.CheckSignatureFrom(ca)
-	}
+	_, err := rem.crl.admit([]*x509.Certificate{ca}, a.now)
 	if err != nil {
 		a.forget[key] = true
 		a.warnings = append(a.warnings, problemOf("", fileErr(rem.file, fmt.Errorf("the newest CRL remembered for CA %s no longer verifies against it (%w); it is forgotten", subjectOf(ca), err))))
 		return servedCRL{}, false
 	}
-	return servedCRL{rl: rl, file: rem.file, key: key}, true
+	return servedCRL{c: rem.crl, file: rem.file, key: key}, true
 }
 
 // keepRememberedCRLs serves the remembered newest CRL of each CA of the
@@ -304,25 +308,74 @@ func (a *storeAdmission) keepRememberedCRLs() {
 // the handshakes of their CA's clients fail closed) or expire soon.
 func (a *storeAdmission) checkDates() {
 	for _, s := range a.served {
-		if err := crlExpired(s.rl, s.i, a.now); err != nil {
+		if err := crlExpired(s.c.sum, s.i, a.now); err != nil {
 			a.errs = append(a.errs, fileErr(s.file, err))
-		} else if w := crlExpiring(s.rl, s.i, a.now); w != nil {
+		} else if w := crlExpiring(s.c.sum, s.i, a.now); w != nil {
 			a.warnings = append(a.warnings, problemOf("", fileErr(s.file, w)))
 		}
 	}
 }
 
 func (a *storeAdmission) build() *TrustStore {
-	ts := &TrustStore{Name: a.name, Files: a.paths}
-	ts.CAs = a.cas
+	from := make([]any, 0, len(a.paths)+len(a.cas)+2*len(a.served))
+	for _, p := range a.paths {
+		from = append(from, p)
+	}
 	for _, c := range a.cas {
-		ts.CAPEM = append(ts.CAPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		from = append(from, c)
 	}
 	for _, s := range a.served {
-		ts.CRLs = append(ts.CRLs, s.rl)
-		ts.CRLPEM = append(ts.CRLPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: s.rl.Raw})...)
+		from = append(from, s.c, s.file)
 	}
+	if a.mem.last != nil && slices.Equal(a.mem.lastFrom, from) {
+		return a.mem.last
+	}
+	defer func() { a.mem.lastFrom = from }()
+	ts := &TrustStore{Name: a.name, Files: a.paths}
+	a.mem.last = ts
+	ts.CAs = a.cas
+	fp := sha256.New()
+	fp.Write([]byte(a.name))
+	for _, c := range a.cas {
+		ts.CAPEM = append(ts.CAPEM, pemder.Encode(pemder.TypeCertificate, c.Raw)...)
+		sum := sha256.Sum256(c.Raw)
+		fp.Write(sum[:])
+	}
+	fp.Write([]byte{0})
+	size := 0
+	for _, s := range a.served {
+		size += len(s.c.pemBytes())
+	}
+	if len(a.served) == 1 {
+		// One CRL: its PEM is the Secret's bytes as they are, no copy.
+		ts.CRLPEM = a.served[0].c.pemBytes()
+	} else if size > 0 {
+		ts.CRLPEM = make([]byte, 0, size)
+	}
+	for _, s := range a.served {
+		ts.CRLs = append(ts.CRLs, s.c.model(s.file))
+		fp.Write(s.c.sum.SHA256[:])
+		if len(a.served) > 1 {
+			start := len(ts.CRLPEM)
+			ts.CRLPEM = append(ts.CRLPEM, s.c.pemBytes()...)
+			s.c.share(ts.CRLPEM[start:len(ts.CRLPEM):len(ts.CRLPEM)])
+		}
+	}
+	ts.Fingerprint = hex.EncodeToString(fp.Sum(nil))
 	return ts
+}
+
+// release drops the DER of every CRL this admission saw: what stays (in
+// the parse cache, the memory and the model) is summaries and PEM.
+func (a *storeAdmission) release() {
+	for _, tf := range a.content {
+		for _, c := range tf.crls {
+			c.release()
+		}
+	}
+	for _, s := range a.served {
+		s.c.release()
+	}
 }
 
 // commit remembers what the admitted store serves: each file admitted whole
@@ -334,11 +387,7 @@ func (a *storeAdmission) commit() {
 	for _, p := range a.paths {
 		switch {
 		case a.good[p]:
-			g := &fileGood{cas: a.content[p].cas}
-			for _, rl := range a.content[p].crls {
-				g.crls = append(g.crls, rl.Raw)
-			}
-			files[p] = g
+			files[p] = &fileGood{cas: a.content[p].cas, crls: a.content[p].crls}
 		case a.mem.files[p] != nil:
 			files[p] = a.mem.files[p]
 		}
@@ -348,7 +397,7 @@ func (a *storeAdmission) commit() {
 		rec, cur := s.record(), a.mem.newest[s.key]
 		// Holding the served CRL's own bytes lets the remembered copy go.
 		a.mem.newest[s.key] = rec
-		if cur == nil || !bytes.Equal(cur.der, rec.der) {
+		if cur == nil || cur.crl.sum.SHA256 != rec.crl.sum.SHA256 {
 			a.saveState(s.key, rec)
 		}
 	}
@@ -368,7 +417,11 @@ func (a *storeAdmission) saveState(key string, rec *crlRecord) {
 	if a.state == nil {
 		return
 	}
-	if err := a.state.save(a.name, key, rec.der); err != nil {
+	der, err := rec.crl.derBytes()
+	if err == nil {
+		err = a.state.save(a.name, key, der)
+	}
+	if err != nil {
 		a.warnings = append(a.warnings, problemOf("", fmt.Errorf("%w: after a restart an older CRL of this CA would be accepted", err)))
 	}
 }

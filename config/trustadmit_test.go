@@ -56,7 +56,7 @@ func (s *twoCAs) load() (crls, errs, warns []string) {
 	if ts := m.Trust["s"]; ts != nil {
 		crls = []string{}
 		for _, rl := range ts.CRLs {
-			crls = append(crls, fmt.Sprintf("%s#%v", rl.Issuer.CommonName, rl.Number))
+			crls = append(crls, fmt.Sprintf("%s#%v", strings.TrimPrefix(rl.Issuer, "CN="), rl.Number))
 		}
 		// The Secret's bytes are the CRLs served, in the same order.
 		if n := strings.Count(string(ts.CRLPEM), "BEGIN X509 CRL"); n != len(crls) {

@@ -5,9 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"math/big"
 	"sync"
-	"time"
+
+	"github.com/certplane/certplane/crl"
 )
 
 // TrustMemory is what trust-store admission remembers from one load to the
@@ -28,28 +28,32 @@ type TrustMemory struct {
 	mu     sync.Mutex
 	stores map[string]*storeMemory // by trust store name
 	state  *crlState               // nil: memory is per process
+	cache  *ParseCache             // the loader's parse cache unless Loader.Cache is set
 }
 
 // storeMemory is what is remembered of one trust store.
 type storeMemory struct {
 	files  map[string]*fileGood  // last good content, by path
 	newest map[string]*crlRecord // newest CRL, by issuerKey
+	// last is the store last built, with what it was built from: a load
+	// that admits the very same CAs and CRLs from the same files returns it
+	// as it is, not a new copy of its (possibly tens of MB of) PEM.
+	last     *TrustStore
+	lastFrom []any
 }
 
-// fileGood is the last good content of one trust store file. CRLs are kept
-// as their DER, shared with the parsed CRL served, and parsed again only
-// when the file has turned bad.
+// fileGood is the last good content of one trust store file. Its CRLs are
+// summaries and PEM, shared with the parse cache and the store served.
 type fileGood struct {
 	cas  []*x509.Certificate
-	crls [][]byte
+	crls []*parsedCRL
 }
 
-// crlRecord is the newest CRL of one issuer: its DER and what orders it.
+// crlRecord is the newest CRL of one issuer: its summary (number and
+// thisUpdate order it) and PEM, never its entries.
 type crlRecord struct {
-	der        []byte
-	number     *big.Int // nil when the CRL has no CRL number
-	thisUpdate time.Time
-	file       string // where it was admitted from, for messages
+	crl  *parsedCRL
+	file string // where it was admitted from, for messages
 }
 
 // NewTrustMemory returns an empty memory, or, when stateDir is set, one that
@@ -57,7 +61,7 @@ type crlRecord struct {
 // state and never writes it; otherwise stateDir is created mode 0700 if
 // missing, and refused when group or others may write to it.
 func NewTrustMemory(stateDir string, readOnly bool) (*TrustMemory, error) {
-	m := &TrustMemory{stores: map[string]*storeMemory{}}
+	m := &TrustMemory{stores: map[string]*storeMemory{}, cache: NewParseCache()}
 	if stateDir == "" {
 		return m, nil
 	}
@@ -98,27 +102,20 @@ func issuerKey(ca *x509.Certificate) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func recordOf(rl *x509.RevocationList, file string) *crlRecord {
-	return &crlRecord{der: rl.Raw, number: rl.Number, thisUpdate: rl.ThisUpdate, file: file}
-}
-
-// olderThan reports whether r is an older CRL than n of the same issuer: a
-// lower CRL number, or, when the numbers are equal or either is absent, an
-// earlier thisUpdate. Equal ones are the same CRL for this purpose.
+// olderThan reports whether r is an older CRL than n of the same issuer
+// (crl.Newer: a lower CRL number, or, when the numbers are equal or either
+// is absent, an earlier thisUpdate). Equal ones are the same CRL for this
+// purpose.
 func (r *crlRecord) olderThan(n *crlRecord) bool {
-	if r.number != nil && n.number != nil {
-		if c := r.number.Cmp(n.number); c != 0 {
-			return c < 0
-		}
-	}
-	return r.thisUpdate.Before(n.thisUpdate)
+	return crl.Newer(n.crl.sum, r.crl.sum)
 }
 
 // describe names a CRL's position in its issuer's sequence for messages.
 func (r *crlRecord) describe() string {
+	s := r.crl.sum
 	num := "no CRL number"
-	if r.number != nil {
-		num = "CRL number " + r.number.String()
+	if s.Number != nil {
+		num = "CRL number " + s.Number.String()
 	}
-	return fmt.Sprintf("%s (thisUpdate %s)", num, r.thisUpdate.UTC().Format(timeFormat))
+	return fmt.Sprintf("%s (thisUpdate %s)", num, s.ThisUpdate.UTC().Format(timeFormat))
 }

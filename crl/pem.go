@@ -1,180 +1,27 @@
 package crl
 
-import (
-	"bytes"
-	"encoding/base64"
-	"errors"
-	"fmt"
-)
+import "github.com/certplane/certplane/pemder"
 
 // PEMType is the PEM block type of a CRL.
-const PEMType = "X509 CRL"
+const PEMType = pemder.TypeCRL
 
 // Block is one block of a CRL file.
-type Block struct {
-	Type string // PEM type; PEMType for DER input
-	DER  []byte
-	Line int // 1-based line of the BEGIN line; 1 for DER input
-}
-
-var (
-	pemBegin = []byte("-----BEGIN ")
-	pemDash  = []byte("-----")
-	newline  = []byte("\n")
-)
+type Block = pemder.Block
 
 // Blocks calls fn for each block of data in order and stops at the first
-// error. data is PEM when a line starts with "-----BEGIN ", and then every
-// block is handed over, whatever its type (a trust bundle mixes
-// CERTIFICATE and X509 CRL; a .crl file caller refuses other types); text
-// between blocks is ignored, as OpenSSL does. Otherwise data is one DER CRL,
-// handed over as it is. Each PEM block is decoded into one buffer of its
-// exact size, which fn owns: a file is never copied whole, and a block's
-// base64 text is never copied either (pem.Decode copies it once more).
+// error (pemder.Blocks: each block decoded into one buffer of its exact
+// size, the file never copied). data is PEM when a line starts with
+// "-----BEGIN ", and then every block is handed over, whatever its type (a
+// trust bundle mixes CERTIFICATE and X509 CRL; a .crl file caller refuses
+// other types). Otherwise data is one DER CRL, handed over as it is with
+// Type PEMType.
 func Blocks(data []byte, fn func(Block) error) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return errors.New("empty file")
-	}
-	if beginAt(data) < 0 {
-		return fn(Block{Type: PEMType, DER: data, Line: 1})
-	}
-	line, rest := 1, data
-	for {
-		i := beginAt(rest)
-		if i < 0 {
-			return nil
+	return pemder.Blocks(data, func(b Block) error {
+		if b.Type == "" {
+			b.Type = PEMType
 		}
-		line += bytes.Count(rest[:i], newline)
-		b, n, err := decodeBlock(rest[i:])
-		if err != nil {
-			return fmt.Errorf("PEM block at line %d: %w", line, err)
-		}
-		b.Line = line
-		if err := fn(b); err != nil {
-			return err
-		}
-		line += bytes.Count(rest[i:i+n], newline)
-		rest = rest[i+n:]
-	}
+		return fn(b)
+	})
 }
 
-// beginAt is the offset of the first "-----BEGIN " at a line start, or -1.
-func beginAt(data []byte) int {
-	for off := 0; ; {
-		i := bytes.Index(data[off:], pemBegin)
-		if i < 0 {
-			return -1
-		}
-		if at := off + i; at == 0 || data[at-1] == '\n' {
-			return at
-		}
-		off += i + len(pemBegin)
-	}
-}
-
-// decodeBlock decodes the block at the start of data and returns it with
-// the bytes it spans (through the END line).
-func decodeBlock(data []byte) (Block, int, error) {
-	eol := bytes.IndexByte(data, '\n')
-	if eol < 0 {
-		return Block{}, 0, errors.New("no END line")
-	}
-	head := bytes.TrimRight(data[len(pemBegin):eol], " \t\r")
-	if !bytes.HasSuffix(head, pemDash) || len(head) == len(pemDash) {
-		return Block{}, 0, errors.New("malformed BEGIN line")
-	}
-	typ := head[:len(head)-len(pemDash)]
-	bodyEnd, span := endLine(data[eol:], typ)
-	if bodyEnd < 0 {
-		return Block{}, 0, fmt.Errorf("no -----END %s----- line", typ)
-	}
-	body := data[eol : eol+bodyEnd]
-	span += eol
-	if rest := data[span:]; len(rest) > 0 {
-		nl := bytes.IndexByte(rest, '\n')
-		if nl < 0 {
-			nl = len(rest)
-		}
-		if len(bytes.TrimRight(rest[:nl], " \t\r")) != 0 {
-			return Block{}, 0, errors.New("text after the END line")
-		}
-		span += nl
-	}
-	der, err := decodeBase64(body)
-	if err != nil {
-		return Block{}, 0, fmt.Errorf("%s: %w", typ, err)
-	}
-	return Block{Type: string(typ), DER: der}, span, nil
-}
-
-var pemEnd = []byte("\n-----END ")
-
-// endLine finds "\n-----END typ-----" in data: the offset of its newline
-// and the offset just past it, or -1.
-func endLine(data, typ []byte) (at, past int) {
-	for off := 0; ; {
-		i := bytes.Index(data[off:], pemEnd)
-		if i < 0 {
-			return -1, 0
-		}
-		at = off + i
-		rest := data[at+len(pemEnd):]
-		if bytes.HasPrefix(rest, typ) && bytes.HasPrefix(rest[len(typ):], pemDash) {
-			return at, at + len(pemEnd) + len(typ) + len(pemDash)
-		}
-		off = at + len(pemEnd)
-	}
-}
-
-// decodeBase64 decodes standard, padded base64 with any ASCII whitespace
-// between characters, into a buffer of exactly the decoded size. Headers
-// (RFC 1421 "Proc-Type:") are refused: a CRL is never encrypted.
-func decodeBase64(body []byte) ([]byte, error) {
-	n := 0
-	for _, c := range body {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-		case ':':
-			return nil, errors.New("PEM headers are not supported")
-		default:
-			n++
-		}
-	}
-	if n%4 != 0 {
-		return nil, errors.New("malformed base64: length is not a multiple of 4")
-	}
-	out := make([]byte, n/4*3)
-	var chunk [1024]byte // a multiple of 4: chunks decode independently
-	w, filled := 0, 0
-	var err error
-	for _, c := range body {
-		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-			continue
-		}
-		if filled == len(chunk) {
-			if w, err = decodeChunk(out, w, chunk[:], false); err != nil {
-				return nil, err
-			}
-			filled = 0
-		}
-		chunk[filled] = c
-		filled++
-	}
-	if w, err = decodeChunk(out, w, chunk[:filled], true); err != nil {
-		return nil, err
-	}
-	return out[:w], nil
-}
-
-// decodeChunk decodes chunk into out at w and returns the new end. Only the
-// last chunk may end in padding, as in one decode of the whole text.
-func decodeChunk(out []byte, w int, chunk []byte, last bool) (int, error) {
-	k, err := base64.StdEncoding.Decode(out[w:], chunk)
-	if err != nil {
-		return 0, fmt.Errorf("malformed base64: %w", err)
-	}
-	if k != len(chunk)/4*3 && !last {
-		return 0, errors.New("malformed base64: padding before the end")
-	}
-	return w + k, nil
-}
+func beginAt(data []byte) int { return pemder.BeginAt(data) }

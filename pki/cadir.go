@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -13,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // Files of a CA directory. The directory holds the CA's private key, so it
@@ -195,20 +196,19 @@ func ParseCerts(data []byte) ([]*x509.Certificate, error) {
 		return []*x509.Certificate{c}, nil
 	}
 	var certs []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
+	err := pemder.Lenient(data, func(_ int, b pemder.Block) error {
+		if b.Type != pemder.TypeCertificate {
+			return nil
 		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
+		c, err := x509.ParseCertificate(b.DER)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(certs)+1, err)
+			return fmt.Errorf("certificate %d: %w", len(certs)+1, err)
 		}
 		certs = append(certs, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("no CERTIFICATE PEM block")
@@ -231,38 +231,45 @@ func ReadKeyFile(path string) (crypto.Signer, error) {
 
 // ParseKey parses the first private key PEM block.
 func ParseKey(data []byte) (crypto.Signer, error) {
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return nil, errors.New("no PRIVATE KEY PEM block")
-		}
+	var key crypto.Signer
+	err := pemder.Lenient(data, func(_ int, b pemder.Block) error {
 		var (
 			k   any
 			err error
 		)
 		switch b.Type {
 		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+			k, err = x509.ParsePKCS8PrivateKey(b.DER)
 		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+			k, err = x509.ParsePKCS1PrivateKey(b.DER)
 		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(b.Bytes)
+			k, err = x509.ParseECPrivateKey(b.DER)
 		case "ENCRYPTED PRIVATE KEY":
-			return nil, errors.New("the private key is encrypted; certplane needs it unencrypted (openssl pkey -in KEY -out KEY.plain)")
+			return errors.New("the private key is encrypted; certplane needs it unencrypted (openssl pkey -in KEY -out KEY.plain)")
 		default:
-			continue
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", b.Type, err)
+			return fmt.Errorf("parse %s: %w", b.Type, err)
 		}
 		s, ok := k.(crypto.Signer)
 		if !ok {
-			return nil, fmt.Errorf("unsupported private key type %T", k)
+			return fmt.Errorf("unsupported private key type %T", k)
 		}
-		return s, nil
+		key = s
+		return errStop
+	})
+	switch {
+	case key != nil:
+		return key, nil
+	case err != nil:
+		return nil, err
 	}
+	return nil, errors.New("no PRIVATE KEY PEM block")
 }
+
+// errStop ends a pemder.Lenient walk early.
+var errStop = errors.New("stop")
 
 func loadCRLState(path string) (*CRLState, error) {
 	data, err := os.ReadFile(path)

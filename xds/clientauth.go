@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,12 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/certplane/certplane/config"
-	"github.com/certplane/certplane/proxy/mtls"
 )
 
 // recheckEvery is how often the xDS client CA and CRL files are looked at
@@ -31,8 +27,9 @@ var recheckEvery = time.Second
 // clientAuth verifies xDS client certificates. The CA file and the CRL
 // files are admitted as a trust store is (config.ParseTrustStore: CA
 // certificates only, CRLs current and signed by a CA of the bundle), and
-// verified at each handshake by the data plane's own engine (mtls.Verifier,
-// Envoy's semantics: full-chain CRL checking, an expired CRL fails closed).
+// verified at each handshake by crypto/x509 and the CRLs' serial index
+// (clientVerifier, Envoy's semantics: full-chain CRL checking, an expired
+// CRL fails closed).
 //
 // Every handshake first compares the files' identities (size, times,
 // inode) with those loaded, and reloads on any change: a new CRL applies to
@@ -56,7 +53,7 @@ type clientAuth struct {
 
 // authState is one loaded version of the files; err set means refuse all.
 type authState struct {
-	verifier *mtls.Verifier
+	verifier *clientVerifier
 	config   *tls.Config
 	cas      []*x509.Certificate
 	// expires is the earliest CRL nextUpdate: open connections are checked
@@ -138,21 +135,17 @@ func (a *clientAuth) load() *authState {
 	if err != nil {
 		return &authState{err: err}
 	}
-	vc := &tlsv3.CertificateValidationContext{TrustedCa: inlineBytes(ts.CAPEM)}
-	if len(ts.CRLPEM) > 0 {
-		vc.Crl = inlineBytes(ts.CRLPEM)
-	}
-	v, err := mtls.NewVerifier(vc, true, mtls.Options{Now: a.now})
+	v, err := newClientVerifier(ts, a.now)
 	if err != nil {
 		return &authState{err: fmt.Errorf("xds client CA %s: %w", a.caFile, err)}
 	}
 	cfg := a.base.Clone()
-	cfg.ClientAuth = v.ClientAuth()
-	cfg.ClientCAs = v.ClientCAs()
+	cfg.ClientAuth = v.clientAuth()
+	cfg.ClientCAs = v.roots
 	st := &authState{verifier: v, config: cfg, cas: ts.CAs}
-	for _, rl := range ts.CRLs {
-		if !rl.NextUpdate.IsZero() && (st.expires.IsZero() || rl.NextUpdate.Before(st.expires)) {
-			st.expires = rl.NextUpdate
+	for _, c := range ts.CRLs {
+		if !c.NextUpdate.IsZero() && (st.expires.IsZero() || c.NextUpdate.Before(st.expires)) {
+			st.expires = c.NextUpdate
 		}
 	}
 	return st
@@ -162,10 +155,6 @@ func (a *clientAuth) load() *authState {
 // as the verifier (and BoringSSL) compares times.
 func (st *authState) expired(now time.Time) bool {
 	return !st.expires.IsZero() && now.Truncate(time.Second).After(st.expires)
-}
-
-func inlineBytes(b []byte) *corev3.DataSource {
-	return &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: b}}
 }
 
 // loadClientTrust reads and admits the xDS client CA file and the CRL files
@@ -183,13 +172,9 @@ func loadClientTrust(caFile string, crlFiles []string, log *slog.Logger) (*confi
 		if err != nil {
 			return nil, fmt.Errorf("xds client CRL: %w", err)
 		}
-		rls, err := config.ParseCRLs(f, data)
+		blocks, err := config.CRLFilePEM(f, data)
 		if err != nil {
 			return nil, err
-		}
-		var blocks []byte
-		for _, rl := range rls {
-			blocks = append(blocks, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: rl.Raw})...)
 		}
 		files[f] = blocks
 	}
@@ -211,9 +196,11 @@ func loadClientTrust(caFile string, crlFiles []string, log *slog.Logger) (*confi
 	return ts, nil
 }
 
-func hasCRL(ca *x509.Certificate, crls []*x509.RevocationList) bool {
-	for _, rl := range crls {
-		if bytes.Equal(rl.RawIssuer, ca.RawSubject) && rl.CheckSignatureFrom(ca) == nil {
+// hasCRL: admission served only CRLs signed by a CA of the store, so a
+// CRL under ca's subject is ca's.
+func hasCRL(ca *x509.Certificate, crls []config.CRL) bool {
+	for _, c := range crls {
+		if bytes.Equal(c.RawIssuer, ca.RawSubject) {
 			return true
 		}
 	}
@@ -236,8 +223,8 @@ func (a *clientAuth) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) 
 	peer := remoteAddr(hello.Conn)
 	cfg := st.config.Clone()
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if f := st.verifier.Verify(cs); f != nil {
-			a.log.Warn("xds client refused", "reason", string(f.Reason), "err", f.Error(), "subject", subject(cs.PeerCertificates), "peer", peer)
+		if f := st.verifier.verify(cs.PeerCertificates); f != nil {
+			a.log.Warn("xds client refused", "reason", f.reason, "err", f.Error(), "subject", subject(cs.PeerCertificates), "peer", peer)
 			return f
 		}
 		return nil
@@ -302,7 +289,7 @@ func (a *clientAuth) recheck(st *authState) {
 	for _, c := range conns {
 		err := st.err
 		if err == nil {
-			if f := st.verifier.Recheck(c.peer); f != nil {
+			if f := st.verifier.verify(c.peer); f != nil {
 				err = f
 			}
 		}

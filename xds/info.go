@@ -1,8 +1,6 @@
 package xds
 
 import (
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"slices"
 
@@ -119,19 +117,18 @@ func trustInfo(ts *config.TrustStore) *status.TrustStore {
 	return out
 }
 
-// crlSummary is what the status keeps of an admitted CRL: its fields, not
-// its parsed entries.
-func crlSummary(rl *x509.RevocationList) status.CRL {
-	sum := sha256.Sum256(rl.Raw)
+// crlSummary is what the status shows of an admitted CRL: the loader's
+// summary, never a parsed list.
+func crlSummary(crl config.CRL) status.CRL {
 	c := status.CRL{
-		Issuer:     rl.Issuer.String(),
-		ThisUpdate: rl.ThisUpdate.UTC(),
-		NextUpdate: rl.NextUpdate.UTC(),
-		Revoked:    len(rl.RevokedCertificateEntries),
-		SHA256:     hex.EncodeToString(sum[:]),
+		Issuer:     crl.Issuer,
+		ThisUpdate: crl.ThisUpdate.UTC(),
+		NextUpdate: crl.NextUpdate.UTC(),
+		Revoked:    crl.Revoked,
+		SHA256:     hex.EncodeToString(crl.SHA256[:]),
 	}
-	if rl.Number != nil {
-		c.Number = rl.Number.String()
+	if crl.Number != nil {
+		c.Number = crl.Number.String()
 	}
 	return c
 }

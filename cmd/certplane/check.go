@@ -163,7 +163,7 @@ func describeCheckTrust(ts *config.TrustStore, now time.Time) string {
 		if !rl.NextUpdate.IsZero() {
 			next = "next update " + rl.NextUpdate.UTC().Format(time.RFC3339) + " (" + checkUntil(rl.NextUpdate, now) + ")"
 		}
-		crls = append(crls, fmt.Sprintf("%s, %d revoked, %s", rl.Issuer, len(rl.RevokedCertificateEntries), next))
+		crls = append(crls, fmt.Sprintf("%s, %d revoked, %s", rl.Issuer, rl.Revoked, next))
 	}
 	return fmt.Sprintf("%s, %d CRL%s [%s]", s, len(ts.CRLs), checkPlural(len(ts.CRLs)), strings.Join(crls, "; "))
 }

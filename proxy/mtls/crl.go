@@ -5,22 +5,21 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"math/big"
 	"sync"
 	"time"
+
+	crlparse "github.com/certplane/certplane/crl"
 )
 
-var (
-	oidAKI             = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidIDP             = asn1.ObjectIdentifier{2, 5, 29, 28}
-	oidKeyUsage        = asn1.ObjectIdentifier{2, 5, 29, 15}
-	oidCertIssuerEntry = asn1.ObjectIdentifier{2, 5, 29, 29}
-)
+var oidKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 15}
 
 // crl is one parsed CRL, reduced to what verification needs. The revoked
 // serials live in a packed hash set (serialSet), so a lookup costs the same
-// for 10 or 10^6 entries; the parsed entry list is dropped after indexing.
+// for 10 or 10^6 entries; the entries are never materialised: the streaming
+// parser (package crl) hands each serial to the index.
 type crl struct {
 	rawIssuer    []byte
 	issuerName   string // RFC 2253, for messages
@@ -31,118 +30,64 @@ type crl struct {
 	nextUpdate   time.Time // zero: none
 	revoked      *serialSet
 	// unusable, when set, says why BoringSSL would refuse this CRL once
-	// selected (unhandled critical extension, indirect or partitioned CRL).
+	// selected (crl.Summary.Usable: the admission rule config applies too).
 	unusable string
 	onlyUser bool
 	onlyCA   bool
 	dpURIs   []string // IDP distributionPoint fullName URIs
 	hasDP    bool
-	list     *x509.RevocationList // signature material only (it keeps the DER: RawTBSRevocationList)
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// sum holds the signature material (it aliases the DER) until settle
+	// has checked it against every trusted CA of the issuer's name.
+	sum   *crlparse.Summary
 	sigOK map[[32]byte]bool // issuer SPKI hash -> signature verifies
 }
 
-// serialKey is the index key of a serial number: sign and magnitude bytes
-// (see appendSerialKey).
-func serialKey(n *big.Int) string { return string(appendSerialKey(nil, n)) }
-
-type issuingDistributionPoint struct {
-	DistributionPoint asn1.RawValue  `asn1:"optional,tag:0"`
-	OnlyUser          bool           `asn1:"optional,tag:1"`
-	OnlyCA            bool           `asn1:"optional,tag:2"`
-	OnlySomeReasons   asn1.BitString `asn1:"optional,tag:3"`
-	Indirect          bool           `asn1:"optional,tag:4"`
-	OnlyAttr          bool           `asn1:"optional,tag:5"`
-}
-
-// newCRL parses and indexes one DER CRL.
+// newCRL parses and indexes one DER CRL in two streaming walks: the first
+// checks it and sizes the index, the second fills it. No x509.RevocationList
+// is built: the transient peak is the DER and the index.
 func newCRL(der []byte) (*crl, error) {
-	rl, err := x509.ParseRevocationList(der)
+	keyBytes := 0
+	s, err := crlparse.Parse(der, func(e crlparse.Entry) error {
+		keyBytes += len(e.Serial) + 1
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	set := newSerialSetSized(s.Entries)
+	set.blob = make([]byte, 0, keyBytes)
+	if _, err := crlparse.Parse(der, func(e crlparse.Entry) error {
+		set.add(e.Serial)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	c := &crl{
-		rawIssuer:    rl.RawIssuer,
-		issuerName:   rfc2253(rl.RawIssuer),
-		issuerString: rl.Issuer.String(),
-		entries:      len(rl.RevokedCertificateEntries),
-		thisUpdate:   rl.ThisUpdate,
-		nextUpdate:   rl.NextUpdate,
+		rawIssuer:    s.RawIssuer,
+		issuerName:   rfc2253(s.RawIssuer),
+		issuerString: s.Issuer,
+		entries:      s.Entries,
+		thisUpdate:   s.ThisUpdate,
+		nextUpdate:   s.NextUpdate,
+		revoked:      set,
+		sum:          s,
 		sigOK:        map[[32]byte]bool{},
 	}
-	if rl.Number != nil {
-		c.number = rl.Number.String()
+	if s.Number != nil {
+		c.number = s.Number.String()
 	}
-	for _, ext := range rl.Extensions {
-		switch {
-		case ext.Id.Equal(oidIDP):
-			if err := c.parseIDP(ext.Value); err != nil {
-				c.unusable = "malformed issuing distribution point: " + err.Error()
-			}
-		case ext.Id.Equal(oidAKI):
-		case ext.Critical && c.unusable == "":
-			// BoringSSL handles only IDP and AKI as critical CRL extensions;
-			// a critical CRL number or delta indicator makes the CRL unusable.
-			c.unusable = fmt.Sprintf("unhandled critical CRL extension %s", ext.Id)
-		}
+	if err := s.Usable(); err != nil {
+		c.unusable = err.Error()
 	}
-	serials := make([]*big.Int, 0, len(rl.RevokedCertificateEntries))
-	for _, e := range rl.RevokedCertificateEntries {
-		for _, ext := range e.Extensions {
-			if ext.Critical && c.unusable == "" {
-				c.unusable = fmt.Sprintf("unhandled critical CRL entry extension %s", ext.Id)
-				if ext.Id.Equal(oidCertIssuerEntry) {
-					c.unusable = "indirect CRL entries are not supported"
-				}
-			}
-		}
-		serials = append(serials, e.SerialNumber)
+	if idp := s.IDP; idp != nil {
+		c.onlyUser, c.onlyCA = idp.OnlyUser, idp.OnlyCA
+		// nameRelativeToCRLIssuer gives no URI: it matches no certificate
+		// distribution point.
+		c.hasDP, c.dpURIs = idp.DistributionPoint != nil, idp.URIs
 	}
-	c.revoked = newSerialSet(serials)
-	rl.RevokedCertificateEntries = nil
-	//lint:ignore SA1019 drop the deprecated mirror of the entries too
-	rl.RevokedCertificates = nil
-	c.list = rl
 	return c, nil
-}
-
-func (c *crl) parseIDP(der []byte) error {
-	var idp issuingDistributionPoint
-	if rest, err := asn1.Unmarshal(der, &idp); err != nil || len(rest) != 0 {
-		if err == nil {
-			err = fmt.Errorf("trailing data")
-		}
-		return err
-	}
-	c.onlyUser, c.onlyCA = idp.OnlyUser, idp.OnlyCA
-	switch {
-	case idp.Indirect:
-		c.unusable = "indirect CRLs are not supported"
-	case idp.OnlyAttr:
-		c.unusable = "attribute-certificate CRLs do not cover certificates"
-	case idp.OnlySomeReasons.BitLength > 0:
-		c.unusable = "CRLs partitioned by reason are not supported"
-	}
-	if len(idp.DistributionPoint.FullBytes) == 0 {
-		return nil
-	}
-	c.hasDP = true
-	// distributionPoint [0] DistributionPointName; fullName [0] GeneralNames.
-	var dpn asn1.RawValue
-	if _, err := asn1.Unmarshal(idp.DistributionPoint.Bytes, &dpn); err != nil {
-		return err
-	}
-	if dpn.Class != asn1.ClassContextSpecific || dpn.Tag != 0 {
-		return nil // nameRelativeToCRLIssuer: matches no certificate DP URI
-	}
-	seq := append([]byte{0x30}, dpn.FullBytes[1:]...)
-	for _, gn := range parseGeneralNames(seq) {
-		if gn.tag == genURI {
-			c.dpURIs = append(c.dpURIs, gn.value)
-		}
-	}
-	return nil
 }
 
 // isRevoked is the O(1) lookup.
@@ -171,20 +116,57 @@ func (c *crl) covers(cert *x509.Certificate) bool {
 }
 
 // signedBy checks the CRL signature against issuer, once per issuer key.
+// Once settled, only the keys checked then are known: any other key fails,
+// closed.
 func (c *crl) signedBy(issuer *x509.Certificate) bool {
 	key := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
 	c.mu.Lock()
-	ok, seen := c.sigOK[key]
-	c.mu.Unlock()
-	if seen {
+	defer c.mu.Unlock()
+	if ok, seen := c.sigOK[key]; seen {
 		return ok
 	}
-	ok = bytes.Equal(c.rawIssuer, issuer.RawSubject) &&
-		issuer.CheckSignature(c.list.SignatureAlgorithm, c.list.RawTBSRevocationList, c.list.Signature) == nil
-	c.mu.Lock()
+	if c.sum == nil {
+		return false
+	}
+	ok := c.signatureFrom(issuer)
 	c.sigOK[key] = ok
-	c.mu.Unlock()
 	return ok
+}
+
+// signatureFrom is the name and signature check alone: whether the issuer
+// may sign CRLs is checkCert's, so that a CA without cRLSign fails as
+// BoringSSL fails it (KEYUSAGE_NO_CRL_SIGN), not as a missing CRL.
+func (c *crl) signatureFrom(issuer *x509.Certificate) bool {
+	s := c.sum
+	return bytes.Equal(c.rawIssuer, issuer.RawSubject) &&
+		issuer.CheckSignature(s.SignatureAlgorithm, s.RawTBSRevocationList, s.Signature) == nil
+}
+
+// settle admits the CRL against cas, the trusted CAs named as its issuer,
+// with crl.Admit, the rule config admits CRLs with: it fails when none of
+// them issued it (name, authority key identifier, signature). A CA that
+// signed it but may not sign CRLs (not a CA, no cRLSign) is left to the
+// handshake, which fails closed as BoringSSL does. settle then records
+// each CA's signature verdict and drops the signature material, so that
+// the CRL no longer pins its DER.
+func (c *crl) settle(cas []*x509.Certificate, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sum == nil {
+		return nil // settled by another verifier of the same secret
+	}
+	_, _, err := crlparse.Admit(c.sum, cas, now)
+	if err != nil && !errors.Is(err, crlparse.ErrNotCA) && !errors.Is(err, crlparse.ErrNoCRLSign) && errors.Is(err, crlparse.ErrNoIssuer) {
+		return err
+	}
+	for _, ca := range cas {
+		key := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+		if _, seen := c.sigOK[key]; !seen {
+			c.sigOK[key] = c.signatureFrom(ca)
+		}
+	}
+	c.sum = nil
+	return nil
 }
 
 func (c *crl) timeValid(now time.Time) bool {
@@ -196,6 +178,17 @@ type crlStore struct {
 	byIssuer map[string][]*crl
 	count    int
 }
+
+// snapshot and restore undo the adds of a walk that starts over.
+func (s *crlStore) snapshot() crlStore {
+	out := crlStore{count: s.count, byIssuer: map[string][]*crl{}}
+	for k, v := range s.byIssuer {
+		out.byIssuer[k] = v[:len(v):len(v)]
+	}
+	return out
+}
+
+func (s *crlStore) restore(to crlStore) { *s = to }
 
 func (s *crlStore) add(c *crl) {
 	if s.byIssuer == nil {

@@ -3,10 +3,11 @@ package mtls
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // CRLSet is the crl field of a validation context, parsed once and reduced
@@ -38,20 +39,19 @@ func ParseCRLs(data []byte) (*CRLSet, error) {
 	if len(data) == 0 {
 		return s, nil
 	}
-	for i, rest := 0, data; ; i++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
+	err := pemder.Stream(data, func() { s.crls = nil }, func(i int, block pemder.Block) error {
+		if block.Type != pemder.TypeCRL {
+			return fmt.Errorf("PEM block %d has type %q; want X509 CRL", i, block.Type)
 		}
-		if block.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block %d has type %q; want X509 CRL", i, block.Type)
-		}
-		c, err := newCRL(block.Bytes)
+		c, err := newCRL(block.DER)
 		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", i, err)
+			return fmt.Errorf("PEM block %d: %w", i, err)
 		}
 		s.crls = append(s.crls, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(s.crls) == 0 {
 		return nil, fmt.Errorf("no X509 CRL PEM block")

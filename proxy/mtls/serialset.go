@@ -5,14 +5,19 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"math/big"
+
+	crlparse "github.com/certplane/certplane/crl"
 )
 
-// serialSet is the revoked-serial index of one CRL: every key (serialKey
-// form) packed, length-prefixed, into one byte slice, and an open-addressing
-// table of offsets into it. A CRL of a million serials costs about 25 bytes
-// a serial instead of about 57 with a map[string]struct{} (a string
-// allocation and a map slot each), and a lookup still costs one hash and a
-// probe or two, whatever the size: the O(1) lookup is kept.
+// serialSet is the revoked-serial index of one CRL: every key packed,
+// length-prefixed, into one byte slice, and an open-addressing table of
+// offsets into it. A key is the serial's DER INTEGER content (crl.Entry's
+// Serial, crlparse.AppendSerial for a certificate): minimal two's complement, so
+// equal serials have equal keys and a negative serial never equals a
+// positive one. A CRL of a million serials costs about 25 bytes a serial
+// instead of about 57 with a map[string]struct{} (a string allocation and a
+// map slot each), and a lookup still costs one hash and a probe or two,
+// whatever the size: the O(1) lookup is kept.
 type serialSet struct {
 	seed  maphash.Seed
 	blob  []byte   // uvarint length, key bytes; repeated
@@ -20,29 +25,40 @@ type serialSet struct {
 	n     int
 }
 
-// newSerialSet indexes serials; duplicates are stored once.
-func newSerialSet(serials []*big.Int) *serialSet {
+// newSerialSetSized returns an empty set sized for n serials; add fills it.
+func newSerialSetSized(n int) *serialSet {
 	s := &serialSet{seed: maphash.MakeSeed()}
 	size := 1
-	for size < 2*len(serials) { // load factor ≤ 1/2: short probe runs
+	for size < 2*n { // load factor ≤ 1/2: short probe runs
 		size <<= 1
 	}
 	s.slots = make([]uint32, size)
+	return s
+}
+
+// newSerialSet indexes serials; duplicates are stored once.
+func newSerialSet(serials []*big.Int) *serialSet {
+	s := newSerialSetSized(len(serials))
 	var buf [64]byte
 	for _, n := range serials {
-		key := appendSerialKey(buf[:0], n)
-		slot, found := s.find(key)
-		if found {
-			continue
-		}
-		// Offsets are uint32: a CRL is bounded far below 4 GB by the
-		// loader's file size limit.
-		s.slots[slot] = uint32(len(s.blob)) + 1
-		s.blob = binary.AppendUvarint(s.blob, uint64(len(key)))
-		s.blob = append(s.blob, key...)
-		s.n++
+		s.add(crlparse.AppendSerial(buf[:0], n))
 	}
 	return s
+}
+
+// add stores key (copied) unless present. At most the n given to
+// newSerialSetSized keys may be added.
+func (s *serialSet) add(key []byte) {
+	slot, found := s.find(key)
+	if found {
+		return
+	}
+	// Offsets are uint32: a CRL is bounded far below 4 GB by the loader's
+	// file size limit.
+	s.slots[slot] = uint32(len(s.blob)) + 1
+	s.blob = binary.AppendUvarint(s.blob, uint64(len(key)))
+	s.blob = append(s.blob, key...)
+	s.n++
 }
 
 // find returns the slot holding key, or the empty slot where it would go.
@@ -62,29 +78,15 @@ func (s *serialSet) find(key []byte) (slot int, found bool) {
 }
 
 func (s *serialSet) contains(n *big.Int) bool {
+	if n == nil {
+		return false
+	}
 	var buf [64]byte
-	_, found := s.find(appendSerialKey(buf[:0], n))
+	_, found := s.find(crlparse.AppendSerial(buf[:0], n))
 	return found
 }
 
 func (s *serialSet) len() int { return s.n }
 
-// appendSerialKey appends n's key: a sign byte (so that a negative serial
-// never equals a positive one) and the big-endian magnitude.
-func appendSerialKey(dst []byte, n *big.Int) []byte {
-	if n == nil {
-		return append(dst, 2) // no serial: matches only another nil
-	}
-	sign := byte(0)
-	if n.Sign() < 0 {
-		sign = 1
-	}
-	dst = append(dst, sign)
-	l := (n.BitLen() + 7) / 8
-	if cap(dst)-len(dst) < l {
-		return append(dst, n.Bytes()...)
-	}
-	dst = dst[:len(dst)+l]
-	n.FillBytes(dst[len(dst)-l:])
-	return dst
-}
+// serialKey is the index key of a serial number.
+func serialKey(n *big.Int) string { return string(crlparse.AppendSerial(nil, n)) }

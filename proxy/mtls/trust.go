@@ -2,9 +2,10 @@ package mtls
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/certplane/certplane/pemder"
 )
 
 // loadTrustedCA reads trusted_ca as Envoy does (PEM_X509_INFO_read_bio):
@@ -16,15 +17,10 @@ func (v *Verifier) loadTrustedCA(data []byte) error {
 	v.bySubject = map[string][]*x509.Certificate{}
 	advertised := map[string]bool{}
 	hasCRL := false
-	for i := 0; ; i++ {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
+	err := pemder.Lenient(data, func(i int, block pemder.Block) error {
 		switch block.Type {
-		case "CERTIFICATE":
-			c, err := x509.ParseCertificate(block.Bytes)
+		case pemder.TypeCertificate:
+			c, err := x509.ParseCertificate(block.DER)
 			if err != nil {
 				return fmt.Errorf("validation context: trusted_ca: PEM block %d: %w", i, err)
 			}
@@ -36,8 +32,8 @@ func (v *Verifier) loadTrustedCA(data []byte) error {
 				v.clientCAs.AddCert(c)
 			}
 			v.hasCA = true
-		case "X509 CRL":
-			c, err := newCRL(block.Bytes)
+		case pemder.TypeCRL:
+			c, err := newCRL(block.DER)
 			if err != nil {
 				return fmt.Errorf("validation context: trusted_ca: PEM block %d: %w", i, err)
 			}
@@ -46,6 +42,10 @@ func (v *Verifier) loadTrustedCA(data []byte) error {
 		default:
 			return fmt.Errorf("validation context: trusted_ca: PEM block %d has type %q; want CERTIFICATE or X509 CRL", i, block.Type)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !v.hasCA {
 		return errors.New("validation context: Failed to load trusted CA certificates from <inline>: no CERTIFICATE PEM block")
@@ -58,21 +58,21 @@ func (v *Verifier) loadTrustedCA(data []byte) error {
 
 func (v *Verifier) loadCRLs(data []byte, field string) error {
 	n := 0
-	for i := 0; ; i++ {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "X509 CRL" {
+	start := v.crls.snapshot()
+	err := pemder.Stream(data, func() { v.crls.restore(start); n = 0 }, func(i int, block pemder.Block) error {
+		if block.Type != pemder.TypeCRL {
 			return fmt.Errorf("validation context: %s: PEM block %d has type %q; want X509 CRL", field, i, block.Type)
 		}
-		c, err := newCRL(block.Bytes)
+		c, err := newCRL(block.DER)
 		if err != nil {
 			return fmt.Errorf("validation context: %s: PEM block %d: %w", field, i, err)
 		}
 		v.crls.add(c)
 		n++
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if n == 0 {
 		return fmt.Errorf("validation context: Failed to load CRL from <inline>: no X509 CRL PEM block")
@@ -80,9 +80,10 @@ func (v *Verifier) loadCRLs(data []byte, field string) error {
 	return nil
 }
 
-// checkCRLSigners verifies, at load time, each CRL issued under the name of a
-// trusted CA: one of the CAs of that name must have signed it. A CRL of an
-// intermediate the client sends is checked against it at handshake time.
+// checkCRLSigners admits, at load time, each CRL issued under the name of a
+// trusted CA (crl.Admit, as config does): one of the CAs of that name must
+// have issued it. A CRL of an intermediate the client sends is checked
+// against it at handshake time.
 func (v *Verifier) checkCRLSigners() error {
 	for issuer, list := range v.crls.byIssuer {
 		cas := v.bySubject[issuer]
@@ -90,14 +91,7 @@ func (v *Verifier) checkCRLSigners() error {
 			continue
 		}
 		for _, c := range list {
-			ok := false
-			for _, ca := range cas {
-				if c.signedBy(ca) {
-					ok = true
-					break
-				}
-			}
-			if !ok {
+			if err := c.settle(cas, v.now()); err != nil {
 				return fmt.Errorf("validation context: CRL of %q: signature does not verify against any trusted CA of that name", c.issuerName)
 			}
 		}

@@ -77,7 +77,7 @@ func crlCost(ctx context.Context, bin, benchproxy, work, name string, ca *pki.CA
 			return nil, err
 		}
 	}
-	px, err := startDaemon(filepath.Join(dir, "proxy.log"), bin, "proxy", "--xds", xdsAddr, "--node-id", "cpbench-"+name,
+	px, err := startDaemon(filepath.Join(dir, "proxy.log"), bin, "proxy", "--xds", xdsAddr, "--insecure-xds", "--node-id", "cpbench-"+name,
 		"--admin-address", proxyAdmin, "--log-file", os.DevNull, "--log-level", "warn")
 	if err != nil {
 		return nil, err
