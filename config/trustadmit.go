@@ -334,13 +334,20 @@ func (a *storeAdmission) build() *TrustStore {
 	ts := &TrustStore{Name: a.name, Files: a.paths}
 	a.mem.last = ts
 	ts.CAs = a.cas
+	if a.mem.caDigest == nil || !slices.Equal(a.mem.cas, a.cas) {
+		var caPEM []byte
+		d := sha256.New()
+		for _, c := range a.cas {
+			caPEM = append(caPEM, pemder.Encode(pemder.TypeCertificate, c.Raw)...)
+			sum := sha256.Sum256(c.Raw)
+			d.Write(sum[:])
+		}
+		a.mem.cas, a.mem.caPEM, a.mem.caDigest = a.cas, caPEM, d.Sum(nil)
+	}
+	ts.CAPEM = a.mem.caPEM // shared between builds: served bytes are never mutated
 	fp := sha256.New()
 	fp.Write([]byte(a.name))
-	for _, c := range a.cas {
-		ts.CAPEM = append(ts.CAPEM, pemder.Encode(pemder.TypeCertificate, c.Raw)...)
-		sum := sha256.Sum256(c.Raw)
-		fp.Write(sum[:])
-	}
+	fp.Write(a.mem.caDigest)
 	fp.Write([]byte{0})
 	size := 0
 	for _, s := range a.served {

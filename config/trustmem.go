@@ -40,6 +40,11 @@ type storeMemory struct {
 	// as it is, not a new copy of its (possibly tens of MB of) PEM.
 	last     *TrustStore
 	lastFrom []any
+	// cas is the CA half of the last build: a new CRL in a store of
+	// 10,000 CAs re-encodes none of them.
+	cas      []*x509.Certificate
+	caPEM    []byte
+	caDigest []byte
 }
 
 // fileGood is the last good content of one trust store file. Its CRLs are

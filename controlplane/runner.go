@@ -85,6 +85,8 @@ type Runner struct {
 	done     chan struct{} // closed when Run returns
 
 	problems map[string]string // last logged problems; the loop's alone
+	// releaseDue is set by a reload whose push leaves large garbage; the loop's alone.
+	releaseDue bool
 
 	mu      sync.Mutex
 	updated chan struct{} // closed, and replaced, after every reload
@@ -174,7 +176,19 @@ func (r *Runner) Run(ctx context.Context) error {
 	go func() { defer close(watched); w.Run(wctx) }()
 	defer func() { stop(); <-watched; _ = w.Close() }()
 
-	r.reload(ctx, "start")
+	// release fires a while after a reload with large trust material and
+	// hands the reload's garbage back to the OS (see releaseMemory); the
+	// delay keeps that full GC off the path of the push to clients.
+	var release <-chan time.Time
+	reload := func(why string) (xds.Result, error) {
+		res, err := r.reload(ctx, why)
+		if r.releaseDue {
+			r.releaseDue = false
+			release = time.After(releaseDelay)
+		}
+		return res, err
+	}
+	reload("start")
 	close(r.loaded)
 	expiryTick := time.NewTicker(status.ExpiryCheckEvery)
 	defer expiryTick.Stop()
@@ -184,15 +198,18 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		case <-expiryTick.C:
 			r.checkExpiry()
+		case <-release:
+			release = nil
+			releaseMemory()
 		case _, ok := <-w.C():
 			if !ok {
 				return errors.New("control plane: watcher stopped")
 			}
-			r.reload(ctx, "files")
+			reload("files")
 		case <-r.hup:
-			r.reload(ctx, "requested")
+			reload("requested")
 		case reply := <-r.requests:
-			res, err := r.reload(ctx, "requested")
+			res, err := reload("requested")
 			reply <- reloaded{res, err}
 		}
 	}
@@ -258,7 +275,7 @@ func (r *Runner) reload(ctx context.Context, why string) (xds.Result, error) {
 	r.metrics.reload(res, len(m.Problems), err)
 	r.logProblems(m, res)
 	r.checkExpiry()
-	releaseMemory(m)
+	r.releaseDue = res.Pushed && trustBytes(m) > largeTrustBytes
 	attrs := []any{
 		"trigger", why,
 		"pushed", res.Pushed,

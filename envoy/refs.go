@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -19,12 +20,12 @@ func ReferencedSecrets(s Set) ([]string, error) {
 	seen := map[string]bool{}
 	for _, t := range []string{resource.ListenerType, resource.ClusterType} {
 		for _, name := range s.Names(t) {
-			if err := walk(s[t][name].ProtoReflect(), func(m protoreflect.Message) {
-				if ref, ok := m.Interface().(*tlsv3.SdsSecretConfig); ok {
-					seen[ref.GetName()] = true
-				}
-			}); err != nil {
+			refs, err := SecretRefs(s[t][name])
+			if err != nil {
 				return nil, fmt.Errorf("%s %q: %w", shortType(t), name, err)
+			}
+			for _, n := range refs {
+				seen[n] = true
 			}
 		}
 	}
@@ -34,6 +35,18 @@ func ReferencedSecrets(s Set) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// SecretRefs returns the SDS names r references, anywhere in it, typed
+// configs included, in the order found (with repeats).
+func SecretRefs(r types.Resource) ([]string, error) {
+	var out []string
+	err := walk(r.ProtoReflect(), func(m protoreflect.Message) {
+		if ref, ok := m.Interface().(*tlsv3.SdsSecretConfig); ok {
+			out = append(out, ref.GetName())
+		}
+	})
+	return out, err
 }
 
 // walk calls visit on m and every message below it, unpacking Any values.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -70,6 +71,40 @@ func (t *Translator) WithInstance(id string) *Translator {
 // model, with Secrets shared across the units it builds.
 func (t *Translator) Unit(l *config.Listener) (Set, error) {
 	return t.unit(l, Options{Instance: t.instance})
+}
+
+// Seed makes sec the Secret t uses for sec.Name instead of building one.
+// The caller vouches that sec is what t would build from its model: the
+// publisher seeds the Secrets of a listener whose inputs (fingerprint) are
+// unchanged, so a changed listener that shares them does not rebuild a
+// trust Secret holding tens of MB of CRLs.
+func (t *Translator) Seed(sec *tlsv3.Secret) {
+	if _, ok := t.secrets[sec.GetName()]; !ok {
+		t.secrets[sec.GetName()] = sec
+	}
+}
+
+// Secret builds (once) the Secret named name from t's model: a server,
+// client or trust Secret by its stable name. The publisher uses it to give
+// a listener whose Listener, Route and Cluster resources cannot have
+// changed the current content of the Secrets they reference.
+func (t *Translator) Secret(name string) (*tlsv3.Secret, error) {
+	kind, n, _ := strings.Cut(name, "/")
+	switch kind {
+	case "server":
+		if kp, ok := t.m.Servers[n]; ok {
+			return t.secret(name, func() (*tlsv3.Secret, error) { return ServerSecret(kp) })
+		}
+	case "client":
+		if kp, ok := t.m.Clients[n]; ok {
+			return t.secret(name, func() (*tlsv3.Secret, error) { return ClientSecret(kp) })
+		}
+	case "trust":
+		if ts, ok := t.m.Trust[n]; ok {
+			return t.secret(name, func() (*tlsv3.Secret, error) { return ValidationContextSecret(ts) })
+		}
+	}
+	return nil, fmt.Errorf("secret %q: nothing of that name is loaded", name)
 }
 
 // secret returns the Secret named name, building it once with build.

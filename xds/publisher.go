@@ -3,6 +3,9 @@ package xds
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -10,8 +13,10 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy"
@@ -37,8 +42,16 @@ type unit struct {
 	name   string
 	source string // the config file that defined it, cleaned
 	addr   string // host:port, to detect a clash with a fresh listener
-	set    envoy.Set
-	info   unitInfo
+	// fingerprint is the listener's config.Listener.Fingerprint when the
+	// unit was built: equal fingerprints mean equal inputs, so the unit is
+	// served again as it is instead of being translated anew.
+	fingerprint string
+	// shape covers what the unit's Listener, Route, Cluster and Endpoints
+	// resources are built from (see unitShape); Secret content is not part
+	// of it.
+	shape string
+	set   envoy.Set
+	info  unitInfo
 }
 
 // Result says what one Update did.
@@ -82,6 +95,7 @@ type Publisher struct {
 	mu       sync.Mutex
 	lastGood map[string]*unit // what is served now, by listener
 	cur      *built           // nil until the first publish
+	sums     *hasher          // resource sums and validations, across updates
 
 	// served is replaced whole by every Update; readers never lock.
 	served atomic.Pointer[Served]
@@ -129,14 +143,43 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 
 	fresh := map[string]*unit{}
 	var errs []ListenerError
-	// One translator and one hasher per update: units share their Secrets,
-	// and each distinct resource is hashed once (see hasher).
-	tr, h, ic := envoy.NewTranslator(m).WithInstance(p.instance), newHasher(), newInfoCache()
+	// One translator per update: units share their Secrets. The hasher
+	// keeps its sums across updates (see hasher), so a resource served
+	// again is neither re-validated nor re-hashed.
+	tr, h, ic := envoy.NewTranslator(m).WithInstance(p.instance), p.hasher(), newInfoCache()
+	// Incremental: a listener whose inputs are unchanged (same fingerprint)
+	// is served from its last unit, untranslated; its Secrets seed the
+	// translator, so a changed listener sharing them does not rebuild a
+	// trust Secret that may hold tens of MB of CRLs.
+	var changed []*config.Listener
 	for _, l := range m.Listeners {
 		if blocked[l.Name] {
 			continue // the model's contract says this cannot happen; be safe
 		}
-		u, err := p.accept(tr, h, ic, m, l)
+		if old := p.lastGood[l.Name]; old != nil && l.Fingerprint != "" && old.fingerprint == l.Fingerprint {
+			fresh[l.Name] = old
+			for _, r := range old.set[resource.SecretType] {
+				tr.Seed(r.(*tlsv3.Secret))
+			}
+			continue
+		}
+		changed = append(changed, l)
+	}
+	for _, l := range changed {
+		shape := unitShape(m, l)
+		var u *unit
+		var err error
+		if old := p.lastGood[l.Name]; old != nil && old.shape == shape {
+			// Only Secret content changed (a new CRL in a store of 10,000
+			// CAs that 1,000 listeners verify against): keep the unit's
+			// other resources and give it the current Secrets.
+			u, err = p.resecret(tr, h, ic, m, l, old)
+		} else {
+			u, err = p.accept(tr, h, ic, m, l)
+		}
+		if u != nil {
+			u.shape = shape
+		}
 		if err != nil {
 			errs = append(errs, ListenerError{Listener: l.Name, File: l.SourceFile, Err: err})
 			continue
@@ -231,11 +274,116 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		p.cur = b
 		res.Pushed = true
 		p.lastGood = units
+		p.keepSums(units)
 		return res, nil
 	}
 	p.lastGood = units
+	p.keepSums(units)
 	p.served.Store(newServed(&prev, p.lastGood, m, errs, nil))
 	return res, nil
+}
+
+// hasher returns the hasher of this update, holding the sums of what is
+// served now.
+func (p *Publisher) hasher() *hasher {
+	if p.sums == nil {
+		p.sums = newHasher()
+	}
+	return p.sums
+}
+
+// keepSums drops the sums of resources no longer served, so the cache
+// never outgrows one snapshot (plus the candidates of one update).
+func (p *Publisher) keepSums(units map[string]*unit) {
+	live := map[types.Resource]bool{}
+	for _, u := range units {
+		for _, items := range u.set {
+			for _, r := range items {
+				live[r] = true
+			}
+		}
+	}
+	p.sums.retain(live)
+}
+
+// resecret is accept for a listener whose non-Secret resources are those of
+// old: it builds only the Secrets old references, from m.
+func (p *Publisher) resecret(tr *envoy.Translator, h *hasher, ic *infoCache, m *config.Model, l *config.Listener, old *unit) (*unit, error) {
+	set := envoy.Set{}
+	for typeURL, items := range old.set {
+		if typeURL != resource.SecretType {
+			set[typeURL] = items // shared, never mutated: units are immutable
+		}
+	}
+	secrets := make(map[string]types.Resource, len(old.set[resource.SecretType]))
+	for name := range old.set[resource.SecretType] {
+		sec, err := tr.Secret(name)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: translate: %w", l.Name, err)
+		}
+		secrets[name] = sec
+	}
+	set[resource.SecretType] = secrets
+	// The other resources are old's, checked when it was accepted, and
+	// reference exactly these names: only the Secrets need checking.
+	for _, name := range sortedKeys(secrets) {
+		if err := h.check(secrets[name]); err != nil {
+			return nil, fmt.Errorf("listener %s: secrets %q: %w", l.Name, name, err)
+		}
+	}
+	return &unit{
+		name:        l.Name,
+		fingerprint: l.Fingerprint,
+		source:      filepath.Clean(l.SourceFile),
+		addr:        l.Address,
+		set:         set,
+		info:        infoOf(ic, m, l),
+	}, nil
+}
+
+// unitShape is a digest of everything envoy's builders read to make a
+// listener's Listener, RouteConfiguration, Cluster and ClusterLoadAssignment
+// resources: the listener's and its backends' configuration, which key
+// pairs and trust stores exist, and the DNS names of its server
+// certificates (SNI). Secret content is not part of it. When envoy's
+// builders come to read more of the model, this must follow;
+// TestIncrementalEqualsFullTranslation compares against a full build.
+func unitShape(m *config.Model, l *config.Listener) string {
+	d := sha256.New()
+	put := func(v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			panic("xds: model value not encodable: " + err.Error()) // the model holds plain data
+		}
+		fmt.Fprintf(d, "%d:", len(b))
+		d.Write(b)
+	}
+	lc := *l
+	lc.Fingerprint = ""
+	put(lc)
+	for _, name := range l.Certificates {
+		kp := m.Servers[name]
+		if kp == nil || len(kp.Chain) == 0 {
+			put(nil)
+			continue
+		}
+		put(kp.Chain[0].DNSNames)
+	}
+	put(m.Trust[l.ClientAuth.TrustStore] != nil)
+	for _, r := range l.Routes {
+		b := m.Backends[r.Backend]
+		if b == nil {
+			put(nil)
+			continue
+		}
+		bc := *b
+		bc.Fingerprint = ""
+		put(bc)
+		if b.TLS != nil {
+			put([]bool{m.Trust[b.TLS.TrustStore] != nil, m.Clients[b.TLS.Certificate] != nil})
+		}
+	}
+	return hex.EncodeToString(d.Sum(nil))
 }
 
 // accept builds and checks one listener's unit on its own, so that a defect
@@ -252,11 +400,12 @@ func (p *Publisher) accept(tr *envoy.Translator, h *hasher, ic *infoCache, m *co
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
 	return &unit{
-		name:   l.Name,
-		source: filepath.Clean(l.SourceFile),
-		addr:   l.Address,
-		set:    set,
-		info:   infoOf(ic, m, l),
+		name:        l.Name,
+		fingerprint: l.Fingerprint,
+		source:      filepath.Clean(l.SourceFile),
+		addr:        l.Address,
+		set:         set,
+		info:        infoOf(ic, m, l),
 	}, nil
 }
 

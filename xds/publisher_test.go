@@ -285,28 +285,28 @@ func TestValidateSetSecretReferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validateSet(set); err != nil {
+	if err := validateSet(set, nil); err != nil {
 		t.Fatalf("valid unit: %v", err)
 	}
 	extra := &tlsv3.Secret{Name: "server/stray"}
 	set[resource.SecretType]["server/stray"] = extra
-	if err := validateSet(set); err == nil || err.Error() != "unreferenced secrets present: server/stray" {
+	if err := validateSet(set, nil); err == nil || err.Error() != "unreferenced secrets present: server/stray" {
 		t.Errorf("stray secret: %v", err)
 	}
 	delete(set[resource.SecretType], "server/stray")
 	delete(set[resource.SecretType], "trust/clients")
-	if err := validateSet(set); err == nil || err.Error() != "referenced secrets missing: trust/clients" {
+	if err := validateSet(set, nil); err == nil || err.Error() != "referenced secrets missing: trust/clients" {
 		t.Errorf("missing secret: %v", err)
 	}
 	set[resource.SecretType]["trust/clients"] = &tlsv3.Secret{Name: "wrong"}
-	if err := validateSet(set); err == nil || err.Error() != `secrets "trust/clients": resource is named "wrong"`+"\nreferenced secrets missing: trust/clients" && err.Error() != `secrets "trust/clients": resource is named "wrong"` {
+	if err := validateSet(set, nil); err == nil || err.Error() != `secrets "trust/clients": resource is named "wrong"`+"\nreferenced secrets missing: trust/clients" && err.Error() != `secrets "trust/clients": resource is named "wrong"` {
 		t.Errorf("misfiled secret: %v", err)
 	}
 	// A resource that breaks Envoy's constraints is caught by ValidateAll.
 	set[resource.SecretType]["trust/clients"] = &tlsv3.Secret{Name: "trust/clients", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 		MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{}},
 	}}}
-	if err := validateSet(set); err == nil {
+	if err := validateSet(set, nil); err == nil {
 		t.Error("a Secret violating its proto constraints passed validation")
 	}
 	// The publisher refuses to publish such a set as a whole.

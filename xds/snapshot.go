@@ -60,7 +60,7 @@ func build(s envoy.Set) (*built, error) { return newHasher().build(s) }
 
 // build is build with h's cached resource hashes.
 func (h *hasher) build(s envoy.Set) (*built, error) {
-	if err := validateSet(s); err != nil {
+	if err := validateSet(s, h); err != nil {
 		return nil, err
 	}
 	b := &built{snap: &cache.Snapshot{}, versions: Versions{}}
@@ -91,7 +91,14 @@ type validator interface{ ValidateAll() error }
 // each is filed under its own name, and that the set holds exactly the
 // Secrets its resources reference: go-control-plane's Consistent does not
 // look at Secrets, and in ADS mode one unreferenced Secret stalls SDS.
-func validateSet(s envoy.Set) error {
+// h, when not nil, remembers the resources that passed ValidateAll and
+// the Secrets each references, so an immutable resource is inspected once
+// however often it is served.
+func validateSet(s envoy.Set, h *hasher) error {
+	var valid map[types.Resource]bool
+	if h != nil {
+		valid = h.valid
+	}
 	var errs []error
 	for _, typeURL := range sortedKeys(s) {
 		if cache.GetResponseType(typeURL) == types.UnknownType {
@@ -111,6 +118,9 @@ func validateSet(s envoy.Set) error {
 			if name == "" {
 				errs = append(errs, fmt.Errorf("%s: resource has no name", TypeName(typeURL)))
 			}
+			if valid[r] {
+				continue
+			}
 			v, ok := r.(validator)
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s %q: %T cannot be validated", TypeName(typeURL), name, r))
@@ -118,10 +128,12 @@ func validateSet(s envoy.Set) error {
 			}
 			if err := v.ValidateAll(); err != nil {
 				errs = append(errs, fmt.Errorf("%s %q: %w", TypeName(typeURL), name, err))
+			} else if valid != nil {
+				valid[r] = true
 			}
 		}
 	}
-	refs, err := envoy.ReferencedSecrets(s)
+	refs, err := h.referencedSecrets(s)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("secret references: %w", err))
 	} else {

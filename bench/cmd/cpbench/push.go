@@ -190,6 +190,7 @@ func push(ctx context.Context, bin, work, name string, listeners, cas, serials i
 		}
 		editTimes = append(editTimes, at.Sub(w))
 	}
+	log.Printf("push %s: CRL push samples %v", name, crlTimes)
 	r.CRLPushes, r.Edits = len(crlTimes), len(editTimes)
 	r.CRLPushP50MS, r.CRLPushP99MS = quantiles(crlTimes)
 	r.EditP50MS, r.EditP99MS = quantiles(editTimes)
