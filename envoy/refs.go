@@ -16,15 +16,20 @@ import (
 // configs included. xds checks each exists before publishing, because
 // go-control-plane's Consistent does not look at secrets. An Any of a type
 // not linked into the binary is an error: a reference there would be missed.
-func ReferencedSecrets(s Set) ([]string, error) {
+func ReferencedSecrets(s Set) ([]string, error) { return ReferencedSecretsWith(s, SecretRefs) }
+
+// ReferencedSecretsWith is ReferencedSecrets with refs giving the names
+// one resource references: a caller that keeps resources across snapshots
+// can look each up once.
+func ReferencedSecretsWith(s Set, refs func(types.Resource) ([]string, error)) ([]string, error) {
 	seen := map[string]bool{}
 	for _, t := range []string{resource.ListenerType, resource.ClusterType} {
 		for _, name := range s.Names(t) {
-			refs, err := SecretRefs(s[t][name])
+			names, err := refs(s[t][name])
 			if err != nil {
 				return nil, fmt.Errorf("%s %q: %w", shortType(t), name, err)
 			}
-			for _, n := range refs {
+			for _, n := range names {
 				seen[n] = true
 			}
 		}

@@ -331,14 +331,7 @@ func (p *Publisher) resecret(tr *envoy.Translator, h *hasher, ic *infoCache, m *
 			return nil, fmt.Errorf("listener %s: secrets %q: %w", l.Name, name, err)
 		}
 	}
-	return &unit{
-		name:        l.Name,
-		fingerprint: l.Fingerprint,
-		source:      filepath.Clean(l.SourceFile),
-		addr:        l.Address,
-		set:         set,
-		info:        infoOf(ic, m, l),
-	}, nil
+	return newUnit(ic, m, l, set), nil
 }
 
 // unitShape is a digest of everything envoy's builders read to make a
@@ -399,6 +392,11 @@ func (p *Publisher) accept(tr *envoy.Translator, h *hasher, ic *infoCache, m *co
 	if _, err := h.build(set); err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 	}
+	return newUnit(ic, m, l, set), nil
+}
+
+// newUnit is l's unit serving set, accepted.
+func newUnit(ic *infoCache, m *config.Model, l *config.Listener, set envoy.Set) *unit {
 	return &unit{
 		name:        l.Name,
 		fingerprint: l.Fingerprint,
@@ -406,7 +404,7 @@ func (p *Publisher) accept(tr *envoy.Translator, h *hasher, ic *infoCache, m *co
 		addr:        l.Address,
 		set:         set,
 		info:        infoOf(ic, m, l),
-	}, nil
+	}
 }
 
 // Ready reports whether a valid snapshot is being served.

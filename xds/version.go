@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/certplane/certplane/envoy"
 )
@@ -110,29 +109,16 @@ func (h *hasher) referencedSecrets(s envoy.Set) ([]string, error) {
 	if h == nil {
 		return envoy.ReferencedSecrets(s)
 	}
-	seen := map[string]bool{}
-	for _, t := range []string{resource.ListenerType, resource.ClusterType} {
-		for _, name := range s.Names(t) {
-			r := s[t][name]
-			refs, ok := h.refs[r]
-			if !ok {
-				var err error
-				if refs, err = envoy.SecretRefs(r); err != nil {
-					return nil, fmt.Errorf("%s %q: %w", TypeName(t), name, err)
-				}
-				h.refs[r] = refs
-			}
-			for _, n := range refs {
-				seen[n] = true
-			}
+	return envoy.ReferencedSecretsWith(s, func(r types.Resource) ([]string, error) {
+		if refs, ok := h.refs[r]; ok {
+			return refs, nil
 		}
-	}
-	out := make([]string, 0, len(seen))
-	for n := range seen {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out, nil
+		refs, err := envoy.SecretRefs(r)
+		if err == nil {
+			h.refs[r] = refs
+		}
+		return refs, err
+	})
 }
 
 // retain forgets every resource not in live.
