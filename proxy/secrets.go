@@ -3,7 +3,6 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
@@ -11,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
+	"github.com/certplane/certplane/pemder"
 	"github.com/certplane/certplane/proxy/mtls"
 )
 
@@ -81,20 +81,19 @@ func inlineData(ds *corev3.DataSource) []byte {
 // may carry CRLs beside the CAs.
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
+	err := pemder.Lenient(data, func(_ int, b pemder.Block) error {
+		if b.Type != pemder.TypeCertificate {
+			return nil
 		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
+		c, err := x509.ParseCertificate(b.DER)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
+			return fmt.Errorf("certificate %d: %w", len(out)+1, err)
 		}
 		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(data) > 0 && len(out) == 0 {
 		return nil, errors.New("no PEM CERTIFICATE block found")
