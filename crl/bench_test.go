@@ -10,11 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/certplane/certplane/internal/heapprobe"
 	"github.com/certplane/certplane/pki"
 )
 
@@ -112,44 +111,6 @@ func index(der []byte) (*Summary, *packedSet, error) {
 	return s, set, nil
 }
 
-// heapPeak samples the heap's object bytes while fn runs and returns the
-// peak above the level before it, and the live heap fn's result keeps.
-func heapPeak(fn func() any) (peak, live uint64) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
-	runtime.GC()
-	base := read()
-	var max uint64
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	wg.Go(func() {
-		t := time.NewTicker(200 * time.Microsecond)
-		defer t.Stop()
-		for {
-			if v := read(); v > max {
-				max = v
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	result := fn()
-	close(done)
-	wg.Wait()
-	if v := read(); v > max {
-		max = v
-	}
-	runtime.GC()
-	if v := read(); v > base {
-		live = v - base
-	}
-	runtime.KeepAlive(result)
-	return max - base, live
-}
-
 type benchFigures struct {
 	ns, bytes, allocs, peak, live float64
 }
@@ -178,7 +139,7 @@ func BenchmarkCRL1M(b *testing.B) {
 			elapsed := time.Since(start)
 			runtime.ReadMemStats(&ms1)
 			b.StopTimer() // the sampled run below is not part of the figures
-			peak, live := heapPeak(fn)
+			peak, live := heapprobe.Peak(fn)
 			f := benchFigures{
 				ns:     float64(elapsed.Nanoseconds()) / float64(b.N),
 				bytes:  float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(b.N),

@@ -17,9 +17,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/metrics"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +24,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/internal/heapprobe"
 	"github.com/certplane/certplane/pki"
 	"github.com/certplane/certplane/proxy/mtls"
 )
@@ -72,44 +70,6 @@ func bigCRL(b *testing.B, n int) ([]byte, *x509.Certificate) {
 	return crlDER, ca.Cert
 }
 
-// heapPeak samples the heap's object bytes while fn runs and returns the
-// peak above the level before it, and the live heap fn's result keeps.
-func heapPeak(fn func() any) (peak, live uint64) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
-	runtime.GC()
-	base := read()
-	var top uint64
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	wg.Go(func() {
-		t := time.NewTicker(200 * time.Microsecond)
-		defer t.Stop()
-		for {
-			if v := read(); v > top {
-				top = v
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	result := fn()
-	close(done)
-	wg.Wait()
-	if v := read(); v > top {
-		top = v
-	}
-	runtime.GC()
-	if v := read(); v > base {
-		live = v - base
-	}
-	runtime.KeepAlive(result)
-	return top - base, live
-}
-
 // tree is a certs/ and config/ pair with trust store "s".
 type tree struct{ certs, config string }
 
@@ -148,7 +108,7 @@ func BenchmarkServeModel1M(b *testing.B) {
 	der, ca := bigCRL(b, serials)
 	b.Run("x509", func(b *testing.B) {
 		for b.Loop() {
-			peak, live := heapPeak(func() any {
+			peak, live := heapprobe.Peak(func() any {
 				rl, err := x509.ParseRevocationList(der)
 				if err != nil {
 					b.Fatal(err)
@@ -175,7 +135,7 @@ func BenchmarkServeModel1M(b *testing.B) {
 // serveModel loads t with a fresh memory and reports what it keeps.
 func serveModel(b *testing.B, t tree) {
 	for b.Loop() {
-		peak, live := heapPeak(func() any {
+		peak, live := heapprobe.Peak(func() any {
 			mem, err := config.NewTrustMemory("", false)
 			if err != nil {
 				b.Fatal(err)
@@ -307,7 +267,7 @@ func BenchmarkProxyIndex1M(b *testing.B) {
 	caPEM := pki.CertPEM(ca)
 	b.Run("x509", func(b *testing.B) {
 		for b.Loop() {
-			peak, live := heapPeak(func() any {
+			peak, live := heapprobe.Peak(func() any {
 				d := make([]byte, len(der)) // the PEM decode
 				copy(d, der)
 				ix, err := buildOldIndex(d)
@@ -321,7 +281,7 @@ func BenchmarkProxyIndex1M(b *testing.B) {
 	})
 	b.Run("streaming", func(b *testing.B) {
 		for b.Loop() {
-			peak, live := heapPeak(func() any {
+			peak, live := heapprobe.Peak(func() any {
 				s, err := mtls.ParseCRLs(pemData)
 				if err != nil || s.Info()[0].Revoked != serials {
 					b.Fatal(err)
