@@ -37,14 +37,6 @@ type Fanout struct {
 // until every client holds the trust Secret, writes a new CRL and times the
 // push to all of them.
 func fanout(ctx context.Context, bin, work string, n int) (*Fanout, error) {
-	xdsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	listen, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -58,15 +50,12 @@ func fanout(ctx context.Context, bin, work string, n int) (*Fanout, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(filepath.Join(dir, "serve.log"), bin, "serve", "--certs", fx.certs, "--config", fx.config,
-		"--xds-address", xdsAddr, "--insecure-xds", "--admin-address", adminAddr, "--log-level", "warn")
+	d, err := startServe(bin, dir, fx.certs, fx.config, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer d.stop()
-	if err := d.waitHTTP("http://"+adminAddr+"/readyz", 30*time.Second); err != nil {
-		return nil, err
-	}
+	xdsAddr, adminAddr := d.xds, d.admin
 	r := &Fanout{Clients: n, ServeRSSIdleMB: mb(statusKB(d.pid(), "VmRSS"))}
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,6 +58,37 @@ func startDaemon(logPath, bin string, args ...string) (*daemon, error) {
 }
 
 func (d *daemon) pid() int { return d.cmd.Process.Pid }
+
+// served is a `certplane serve` daemon with the addresses it serves on.
+type served struct {
+	*daemon
+	xds, admin string // plaintext loopback xDS (--insecure-xds), admin HTTP
+}
+
+// startServe starts `certplane serve` on certs and config with free
+// loopback xDS and admin addresses, logging warnings to dir/serve.log, and
+// waits for its /readyz.
+func startServe(bin, dir, certs, config string, ready time.Duration, extra ...string) (*served, error) {
+	xdsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"serve", "--certs", certs, "--config", config,
+		"--xds-address", xdsAddr, "--insecure-xds", "--admin-address", adminAddr, "--log-level", "warn"}, extra...)
+	d, err := startDaemon(filepath.Join(dir, "serve.log"), bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.waitHTTP("http://"+adminAddr+"/readyz", ready); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return &served{daemon: d, xds: xdsAddr, admin: adminAddr}, nil
+}
 
 // stop sends SIGTERM and waits up to 10 s, then kills.
 func (d *daemon) stop() {

@@ -93,25 +93,14 @@ func push(ctx context.Context, bin, work, name string, listeners, cas, serials i
 		return nil, err
 	}
 
-	xdsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	t0 := time.Now()
-	d, err := startDaemon(filepath.Join(dir, "serve.log"), bin, "serve", "--certs", fx.certs, "--config", fx.config,
-		"--xds-address", xdsAddr, "--insecure-xds", "--admin-address", adminAddr, "--log-level", "warn", "--resync", "1h")
+	d, err := startServe(bin, dir, fx.certs, fx.config, 5*time.Minute, "--resync", "1h")
 	if err != nil {
 		return nil, err
 	}
 	defer d.stop()
+	xdsAddr := d.xds
 	r := &Push{Listeners: listeners, CAs: cas, Serials: serials}
-	if err := d.waitHTTP("http://"+adminAddr+"/readyz", 5*time.Minute); err != nil {
-		return nil, err
-	}
 	r.ReadyMS = ms(time.Since(t0))
 
 	// One observing ADS client, subscribed as Envoy is; versions arrive on
