@@ -60,6 +60,11 @@ type Options struct {
 	// Warnings, when set, adds warnings to every loaded model (serve's
 	// shared xDS client CA check); used only when Load is nil.
 	Warnings func(*config.Model) []config.Problem
+	// PaceMemory sets a soft memory limit while the trust material is
+	// large (see pacer): for serve, whose push copies it once. Off in a
+	// process that also decodes what it serves (proxy standalone), whose
+	// pushes hold several copies.
+	PaceMemory bool
 	// ExpiryWarning is how close to expiry a served certificate or CRL
 	// nextUpdate is logged and flagged (certplane_expiring_soon); zero
 	// means status.DefaultExpiryWarning (30 days).
@@ -87,6 +92,10 @@ type Runner struct {
 	problems map[string]string // last logged problems; the loop's alone
 	// releaseDue is set by a reload whose push leaves large garbage; the loop's alone.
 	releaseDue bool
+	// trust is the last reload's trust material size; the loop's alone,
+	// as is pacer.
+	trust int
+	pacer *pacer
 
 	mu      sync.Mutex
 	updated chan struct{} // closed, and replaced, after every reload
@@ -136,8 +145,12 @@ func New(o Options) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
+	copies := 0
+	if o.PaceMemory {
+		copies = 1 // the new bundle; the xDS server sends it in place (xds.lazyResource)
+	}
 	r := &Runner{
-		opts: o, log: log, xds: srv, pub: srv.Publisher(),
+		opts: o, log: log, xds: srv, pub: srv.Publisher(), pacer: newPacer(copies),
 		expiry:   status.NewExpiryWatch(o.ExpiryWarning, log.With("check", "expiry")),
 		requests: make(chan chan reloaded),
 		hup:      make(chan struct{}, 1),
@@ -189,6 +202,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		return res, err
 	}
 	reload("start")
+	if release != nil {
+		// Nothing is being pushed yet: release the load's garbage now,
+		// so that the pace is set from the first push on.
+		release = nil
+		r.release()
+	}
 	close(r.loaded)
 	expiryTick := time.NewTicker(status.ExpiryCheckEvery)
 	defer expiryTick.Stop()
@@ -200,7 +219,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.checkExpiry()
 		case <-release:
 			release = nil
-			releaseMemory()
+			r.release()
 		case _, ok := <-w.C():
 			if !ok {
 				return errors.New("control plane: watcher stopped")
@@ -213,6 +232,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			reply <- reloaded{res, err}
 		}
 	}
+}
+
+// release returns a push's garbage to the OS and paces the heap from what
+// is left.
+func (r *Runner) release() {
+	releaseMemory()
+	r.pacer.released(r.trust)
 }
 
 // Reload asks Run's loop to reload, without waiting: for a caller that
@@ -275,7 +301,12 @@ func (r *Runner) reload(ctx context.Context, why string) (xds.Result, error) {
 	r.metrics.reload(res, len(m.Problems), err)
 	r.logProblems(m, res)
 	r.checkExpiry()
-	r.releaseDue = res.Pushed && trustBytes(m) > largeTrustBytes
+	r.trust = trustBytes(m)
+	r.pacer.reloaded(r.trust)
+	r.releaseDue = res.Pushed && r.trust > largeTrustBytes
+	if r.releaseDue {
+		collect()
+	}
 	attrs := []any{
 		"trigger", why,
 		"pushed", res.Pushed,

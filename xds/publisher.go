@@ -96,6 +96,9 @@ type Publisher struct {
 	lastGood map[string]*unit // what is served now, by listener
 	cur      *built           // nil until the first publish
 	sums     *hasher          // resource sums and validations, across updates
+	// wire, when set, holds the lazy form of large Secrets for the cache:
+	// only a server whose codec is wireCodec may serve it (NewServer).
+	wire wireResources
 
 	// served is replaced whole by every Update; readers never lock.
 	served atomic.Pointer[Served]
@@ -267,7 +270,15 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		next.Snapshot, next.Versions = b.snap, b.versions
 		next.LastPush = p.now()
 		p.served.Store(newServed(&next, units, m, errs, nil))
-		if err := p.cache.SetSnapshot(ctx, p.key, b.snap); err != nil {
+		snap := b.snap
+		if p.wire != nil {
+			var err error
+			if snap, err = p.wire.snapshot(b.snap); err != nil {
+				res.Changed = nil
+				return fail(err)
+			}
+		}
+		if err := p.cache.SetSnapshot(ctx, p.key, snap); err != nil {
 			res.Changed = nil
 			return fail(err)
 		}

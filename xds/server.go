@@ -64,6 +64,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	}
 	c := cache.NewSnapshotCache(true, nodeHash{only: o.NodeID}, controlPlaneLogger(log))
 	s := &Server{log: log, cache: c, pub: NewPublisher(c, o.NodeID), tracker: newTracker(o.NodeID, log, m)}
+	s.pub.wire = wireResources{} // Serve's gRPC server has wireCodec
 	s.tracker.bind = o.BindNodeID
 	return s, nil
 }
@@ -108,6 +109,8 @@ func NewGRPCServer(srv server.Server, creds credentials.TransportCredentials) *g
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
 	}
+	// The stock proto codec, but a large Secret's bytes are sent in place.
+	opts = append(opts, grpc.ForceServerCodecV2(newWireCodec()))
 	g := grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, srv)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, srv)

@@ -104,6 +104,8 @@ loopback.`)
 		// listener share are warnings (log and /status).
 		AdminAddresses: nonEmpty(*adminAddr),
 		Warnings:       sharedCAWarnings(*xdsCA),
+		// serve only serves: a push copies a large trust bundle once.
+		PaceMemory: true,
 	})
 	if err != nil {
 		return err
