@@ -45,7 +45,10 @@ var stubMagic = func() (m [16]byte) {
 // sent.
 type lazyHandle struct {
 	stub [stubLen]byte
-	enc  *spliced
+	// enc is replaced when an equal resource takes over the handle
+	// (wireResources.snapshot): the bytes are the same, but those of the
+	// resource served now are the ones to keep alive.
+	enc atomic.Pointer[spliced]
 }
 
 // handles finds a live handle by id, for the codec. Entries are weak: a
@@ -58,7 +61,8 @@ var handles struct {
 
 func newHandle(enc *spliced) *lazyHandle {
 	id := handles.next.Add(1)
-	h := &lazyHandle{enc: enc}
+	h := &lazyHandle{}
+	h.enc.Store(enc)
 	copy(h.stub[:], stubMagic[:])
 	binary.BigEndian.PutUint64(h.stub[16:], id)
 	handles.Lock()
@@ -94,7 +98,7 @@ func lookupStub(v []byte) (*spliced, bool) {
 	if h == nil || !bytes.Equal(h.stub[:], v) {
 		return nil, false
 	}
-	return h.enc, true
+	return h.enc.Load(), true
 }
 
 // lazyResource is a resource as the snapshot cache holds it: named as the

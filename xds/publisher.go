@@ -273,7 +273,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		snap := b.snap
 		if p.wire != nil {
 			var err error
-			if snap, err = p.wire.snapshot(b.snap); err != nil {
+			if snap, err = p.wire.snapshot(b.snap, h); err != nil {
 				res.Changed = nil
 				return fail(err)
 			}

@@ -1,35 +1,52 @@
 package xds
 
 import (
+	"crypto/sha256"
+
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
-// wireResources maps each served Secret holding a large bytes field to
-// its lazyResource, across publishes, so a Secret served again keeps its
-// stub (and its version for delta clients).
-type wireResources map[types.Resource]*lazyResource
+// wireResources maps the content hash of each served Secret holding a
+// large bytes field to its lazyResource, across publishes, so a Secret
+// served again, or rebuilt the same, keeps its stub (and so its version
+// for delta clients, which go-control-plane hashes from the encoding).
+type wireResources map[[sha256.Size]byte]*lazyResource
 
 // wireSnapshot is snap as the snapshot cache holds it when the server's
 // codec is wireCodec: the same versions and names, each large Secret as a
 // lazyResource. snap itself, the one Served exposes, is not touched. w
 // keeps the lazy resources of what snap serves, and no others.
-func (w wireResources) snapshot(snap *cache.Snapshot) (*cache.Snapshot, error) {
+func (w wireResources) snapshot(snap *cache.Snapshot, h *hasher) (*cache.Snapshot, error) {
 	st := cache.GetResponseType(resource.SecretType)
 	secrets := snap.Resources[st]
 	out := *snap
 	items := make(map[string]types.ResourceWithTTL, len(secrets.Items))
-	live := make(map[types.Resource]bool, len(secrets.Items))
+	live := make(map[[sha256.Size]byte]bool, len(secrets.Items))
 	for name, it := range secrets.Items {
-		live[it.Resource] = true
-		l, ok := w[it.Resource]
+		sum, err := h.sum(it.Resource)
+		if err != nil {
+			return nil, err
+		}
+		live[sum] = true
+		l, ok := w[sum]
+		if l != nil && l.res != it.Resource {
+			// Rebuilt the same: keep the stub, send from the bytes the
+			// snapshot holds now so the old ones can go.
+			enc, err := splice(it.Resource, lazyMinBytes)
+			if err != nil {
+				return nil, err
+			}
+			l.h.enc.Store(enc)
+			l = &lazyResource{res: it.Resource, name: name, h: l.h}
+			w[sum] = l
+		}
 		if !ok {
-			var err error
 			if l, err = newLazy(it.Resource, name); err != nil {
 				return nil, err
 			}
-			w[it.Resource] = l // nil too: small, sent as it is
+			w[sum] = l // nil too: small, sent as it is
 		}
 		if l != nil {
 			it.Resource = l

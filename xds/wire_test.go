@@ -139,7 +139,11 @@ func TestWireCodecSendsMarshalledBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		want[name] = b
-		if l := s.Publisher().wire[it.Resource]; l != nil {
+		sum, err := s.Publisher().sums.sum(it.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := s.Publisher().wire[sum]; l != nil {
 			lazy++
 		}
 	}
@@ -238,5 +242,46 @@ func TestWireCodecRefusesLostStub(t *testing.T) {
 	want, _ := proto.Marshal(plain)
 	if !bytes.Equal(out.Materialize(), want) {
 		t.Error("a plain response is not encoded as proto.Marshal does")
+	}
+}
+
+// TestWireResourcesRebind: a Secret rebuilt with the same content keeps
+// its stub (delta clients see no change) and is sent from the new bytes,
+// so the old ones are not kept alive.
+func TestWireResourcesRebind(t *testing.T) {
+	s1 := bigSecrets(t)[1]
+	s2 := proto.Clone(s1).(*tlsv3.Secret)
+	snap := func(s *tlsv3.Secret) *cache.Snapshot {
+		out := &cache.Snapshot{}
+		out.Resources[types.Secret] = cache.NewResources("v", []types.Resource{s})
+		return out
+	}
+	w, h := wireResources{}, newHasher()
+	a, err := w.snapshot(snap(s1), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.snapshot(snap(s2), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	la := a.Resources[types.Secret].Items[s1.GetName()].Resource.(*lazyResource)
+	lb := b.Resources[types.Secret].Items[s1.GetName()].Resource.(*lazyResource)
+	if la.h != lb.h {
+		t.Error("an equal Secret got a new stub")
+	}
+	crl := s2.GetValidationContext().GetCrl().GetInlineBytes()
+	found := false
+	for _, p := range lb.h.enc.Load().pieces {
+		if len(p) == len(crl) && &p[0] == &crl[0] {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the stub still sends the replaced Secret's bytes")
+	}
+	want, _ := cache.MarshalResource(s2)
+	if got := joined(lb.h.enc.Load()); !bytes.Equal(got, want) {
+		t.Error("rebound encoding differs from the marshalling")
 	}
 }
