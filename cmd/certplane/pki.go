@@ -94,7 +94,7 @@ func newFlagSet(name, synopsis, description string) *flag.FlagSet {
 // arguments are refused unless maxArgs allows them.
 func parseCLIFlags(fs *flag.FlagSet, args []string, maxArgs int, stdout, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
+	err := fs.Parse(flagsFirst(fs, args))
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -109,6 +109,46 @@ func parseCLIFlags(fs *flag.FlagSet, args []string, maxArgs int, stdout, stderr 
 		return &exitError{code: 2, err: err}
 	}
 	return nil
+}
+
+// flagsFirst moves flags that follow positional arguments in front of them,
+// so `certplane init DIR --listen ADDR` works like `init --listen ADDR DIR`
+// (the standard flag package stops at the first positional argument).
+// Everything after "--" stays positional. A flag's value is known to follow
+// it unless the flag is boolean or written as --name=value.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // unknown: Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue // boolean: no value follows
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(positional) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), positional...)
 }
 
 // usageError reports a missing or invalid flag value with exit status 2.
