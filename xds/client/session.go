@@ -182,6 +182,11 @@ func (s *stream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	ts := &s.types[k]
 	ts.nonce = resp.GetNonce()
 	u, commit, err := s.accept(k, resp)
+	// The resources are decoded: drop their encoded bytes now (a 46 MB
+	// trust Secret's), whoever still holds resp. The receiving goroutine's
+	// select keeps its last response reachable until the next one comes.
+	n := len(resp.GetResources())
+	resp.Resources = nil
 	if err != nil {
 		return s.nack(k, resp.GetVersionInfo(), err)
 	}
@@ -190,7 +195,7 @@ func (s *stream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	if commit != nil {
 		commit()
 	}
-	s.c.log.Debug("xDS ACK", "type", k.String(), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
+	s.c.log.Debug("xDS ACK", "type", k.String(), "version", resp.GetVersionInfo(), "resources", n)
 	if s.c.cfg.OnUpdate != nil {
 		s.c.cfg.OnUpdate(u.res)
 	}
