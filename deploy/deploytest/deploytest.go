@@ -79,14 +79,15 @@ func CheckFlags(tb testing.TB, where string, args []string) {
 	}
 	_, stderr, code := Run(tb, append(append([]string{}, args...), "--help")...)
 	if code != 0 {
-		tb.Errorf("%s: certplane %q is refused (exit %d):\n%s", where, args, code, firstLines(stderr, 3))
+		tb.Errorf("%s: certplane %q is refused (exit %d):\n%s", where, args, code, lastLines(stderr, 2))
 	}
 }
 
-func firstLines(s string, n int) string {
-	lines := bytes.SplitN([]byte(s), []byte("\n"), n+1)
+// lastLines returns the last n lines of s: the error, after the usage.
+func lastLines(s string, n int) string {
+	lines := bytes.Split(bytes.TrimSpace([]byte(s)), []byte("\n"))
 	if len(lines) > n {
-		lines = lines[:n]
+		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
