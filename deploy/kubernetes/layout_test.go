@@ -99,6 +99,9 @@ func projected(t *testing.T, ms *manifests, v *corev1.Volume) (source string, ke
 			for k := range cm.Data {
 				items = append(items, corev1.KeyToPath{Key: k, Path: k})
 			}
+			for k := range cm.BinaryData {
+				items = append(items, corev1.KeyToPath{Key: k, Path: k})
+			}
 		}
 	default:
 		return "", nil

@@ -77,7 +77,8 @@ func objectData(t *testing.T, ms *manifests) map[string]map[string][]byte {
 // buildPodFS lays out under root what c sees at its mounts, as the kubelet
 // writes it: a Secret or ConfigMap volume is a timestamped directory, a
 // ..data symlink to it and one symlink per file, files mode 0440 (the
-// defaultMode with fsGroup); an emptyDir is a directory of mode 0777.
+// defaultMode with fsGroup); an emptyDir is a directory of mode 0777
+// (02777 with an fsGroup).
 func buildPodFS(t *testing.T, ms *manifests, p pod, root string) {
 	t.Helper()
 	objs := objectData(t, ms)
@@ -88,7 +89,13 @@ func buildPodFS(t *testing.T, ms *manifests, p pod, root string) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Chmod(dir, 0o777); err != nil {
+			// With an fsGroup the kubelet adds the setgid bit: new files
+			// and directories inside take the pod's group.
+			mode := fs.FileMode(0o777)
+			if sc := p.spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+				mode |= fs.ModeSetgid
+			}
+			if err := os.Chmod(dir, mode); err != nil {
 				t.Fatal(err)
 			}
 			continue
