@@ -3,9 +3,9 @@ package k8s
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
 	"github.com/certplane/certplane/deploy/deploytest"
+	"github.com/certplane/certplane/xds/client"
 )
 
 // The objects docs/deploy.md has the operator create (they hold keys and
@@ -153,9 +157,18 @@ func TestCheckOnMountedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for obj := range operatorObjects {
-		if name := strings.SplitN(obj, "/", 2)[1]; !strings.Contains(string(docs), name) {
+	for obj, keys := range operatorObjects {
+		kind, name, _ := strings.Cut(obj, "/")
+		if !strings.Contains(string(docs), name) {
 			t.Errorf("docs/deploy.md does not say how to create %s", obj)
+		}
+		if kind != "ConfigMap" {
+			continue // kubectl create secret tls names its keys tls.crt and tls.key
+		}
+		for key := range keys {
+			if !strings.Contains(string(docs), "--from-file="+key+"=") {
+				t.Errorf("docs/deploy.md: the steps do not create %s with key %s (--from-file=%s=FILE)", obj, key, key)
+			}
 		}
 	}
 	for _, p := range certplanePods(t, ms) {
@@ -296,11 +309,14 @@ wait:
 			t.Errorf("%s: mode %v, want %v", path, got, want)
 		}
 	}
-	c, err := net.Dial("unix", sock)
-	if err != nil {
-		t.Fatalf("dial the xDS socket: %v", err)
+	// Envoy's side: an ADS client with the bootstrap's node id, on the
+	// socket the bootstrap names, gets the ConfigMap's listener with its
+	// certificate and trust store.
+	got := fetchXDS(ctx, t, "unix://"+sock, bootstrapNodeID(t, ms, p.spec))
+	if len(got.Listeners) != 1 || len(got.Secrets) != 2 {
+		t.Errorf("xDS over the pod's socket: %d listeners, %d secrets; want the config's 1 listener and its 2 secrets (server certificate, trust store)",
+			len(got.Listeners), len(got.Secrets))
 	}
-	c.Close()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -308,4 +324,49 @@ wait:
 		t.Errorf("serve after SIGTERM: %v", err)
 	}
 	exited <- nil
+}
+
+// fetchXDS subscribes to target as an xDS client until it holds a listener
+// and every secret that listener references, or ctx ends.
+func fetchXDS(ctx context.Context, t *testing.T, target, nodeID string) client.Resources {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last client.Resources
+	err := client.Run(ctx, client.Config{
+		Target: target, NodeID: nodeID, NodeCluster: "certplane",
+		OnUpdate: func(r client.Resources) {
+			last = r
+			if len(r.Listeners) > 0 && len(r.Secrets) >= 2 {
+				cancel()
+			}
+		},
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("xDS client on %s: %v", target, err)
+	}
+	return last
+}
+
+// bootstrapNodeID is the node id of the Envoy bootstrap in spec's pod.
+func bootstrapNodeID(t *testing.T, ms *manifests, spec *corev1.PodSpec) string {
+	t.Helper()
+	for _, c := range allContainers(spec) {
+		file := envoyConfigArg(c)
+		if file == "" {
+			continue
+		}
+		v := volume(spec, mountAt(c, filepath.Dir(file)).Name)
+		var b struct {
+			Node struct {
+				ID string `json:"id"`
+			} `json:"node"`
+		}
+		if err := yaml.Unmarshal([]byte(ms.configMaps[v.ConfigMap.Name].Data[filepath.Base(file)]), &b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Node.ID
+	}
+	t.Fatal("no Envoy container with a -c bootstrap")
+	return ""
 }
