@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -319,4 +320,46 @@ func envoyConfigArg(c *corev1.Container) string {
 		}
 	}
 	return ""
+}
+
+// TestPortsMatchConfig checks that the port each data plane pod declares
+// (and its Service and Envoy's readiness probe target) is the port of the
+// config's listener.
+func TestPortsMatchConfig(t *testing.T) {
+	ms := loadManifests(t)
+	var listenerPorts []string
+	for name, cm := range ms.configMaps {
+		if name != "certplane-config" {
+			continue
+		}
+		for file, data := range cm.Data {
+			var cfg struct {
+				Listeners []struct {
+					Address string `json:"address"`
+				} `json:"listeners"`
+			}
+			if err := yaml.Unmarshal([]byte(data), &cfg); err != nil {
+				t.Fatalf("ConfigMap %s %s: %v", name, file, err)
+			}
+			for _, l := range cfg.Listeners {
+				_, port, _ := strings.Cut(l.Address, ":")
+				listenerPorts = append(listenerPorts, port)
+			}
+		}
+	}
+	if len(listenerPorts) == 0 {
+		t.Fatal("ConfigMap certplane-config: no listener")
+	}
+	for _, p := range certplanePods(t, ms) {
+		for _, c := range allContainers(p.spec) {
+			for _, cp := range c.Ports {
+				if cp.Name == "https" && !slices.Contains(listenerPorts, fmt.Sprint(cp.ContainerPort)) {
+					t.Errorf("%s: container %s port https is %d; the config's listeners use %v", p.where, c.Name, cp.ContainerPort, listenerPorts)
+				}
+			}
+		}
+		if containerPort(p.spec, "https") == 0 {
+			t.Errorf("%s: the pod declares no https port", p.where)
+		}
+	}
 }
