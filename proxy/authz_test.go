@@ -16,7 +16,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/certplane/certplane/config"
@@ -75,7 +74,7 @@ func newConfigEnv(t *testing.T, yaml string) *configEnv {
 				// Config wants a real port; the test binds a free one.
 				lis.GetAddress().GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
 			}
-			rs.add(r.(types.Resource))
+			rs.add(r)
 		}
 	}
 	ads := startADS(t, "127.0.0.1:0")
