@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -47,5 +49,28 @@ func TestRecvCodecAliasesResources(t *testing.T) {
 	}
 	if err := proto.Unmarshal(odd, &want2); err != nil || !proto.Equal(&got2, &want2) {
 		t.Errorf("fallback: %v, want %v (%v)", &got2, &want2, err)
+	}
+}
+
+// TestHandleDropsEncodedResources: once a response is handled, its encoded
+// resources are dropped, so that whoever still holds the response (the
+// receiving goroutine holds its last one) does not keep them alive.
+func TestHandleDropsEncodedResources(t *testing.T) {
+	var types [numKinds]typeStream
+	types[kCluster].subscribed = true
+	_, s, calls := newFuzzStream(t, nil, types)
+	a, err := anypb.New(&clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &discoveryv3.DiscoveryResponse{TypeUrl: resource.ClusterType, VersionInfo: "1", Nonce: "n", Resources: []*anypb.Any{a}}
+	if err := s.handle(resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls.updates)+len(calls.nacks) == 0 {
+		t.Fatal("the response was neither ACKed nor NACKed")
+	}
+	if resp.Resources != nil {
+		t.Error("a handled response still holds its encoded resources")
 	}
 }
