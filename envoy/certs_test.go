@@ -43,6 +43,7 @@ var goldenBundles = map[string][]string{
 	"strict-dns":        {"payments"},
 	"no-ca-names":       {"payments", "partners"},
 	"two-listeners":     {"payments", "api", "partners", "partners-crl"},
+	"routing":           {"payments"},
 }
 
 func TestRegenCerts(t *testing.T) {
