@@ -147,7 +147,7 @@ func printCheckListener(w io.Writer, m *config.Model, l *config.Listener, now ti
 	}
 	for _, r := range l.Routes {
 		b := m.Backends[r.Backend]
-		fmt.Fprintf(w, "  route %s -> backend %s: %s\n", r.PathPrefix, r.Backend, describeCheckBackend(b))
+		fmt.Fprintf(w, "  route %s -> backend %s: %s\n", describeCheckRoute(r), r.Backend, describeCheckBackend(b))
 	}
 	fmt.Fprintln(w)
 }
@@ -176,7 +176,7 @@ func describeCheckBackend(b *config.Backend) string {
 			eps[len(eps)-1] += " (DNS)"
 		}
 	}
-	s := "round robin over " + strings.Join(eps, ", ")
+	s := strings.ReplaceAll(b.LBPolicy.String(), "_", " ") + " over " + strings.Join(eps, ", ")
 	if hc := b.HealthCheck; hc != nil {
 		s += fmt.Sprintf("; health check GET %s every %s, timeout %s, healthy after %d, unhealthy after %d",
 			hc.Path, hc.Interval, hc.Timeout, hc.HealthyThreshold, hc.UnhealthyThreshold)
