@@ -48,8 +48,8 @@ func (h *host) ejected(now time.Time) bool {
 // address, the round-robin cursor and the health checker. Only the proxy's
 // update path touches it, under Proxy.mu.
 type clusterRuntime struct {
-	hosts   map[string]*host
-	rr      atomic.Uint64
+	hosts map[string]*host
+	rr    atomic.Uint64
 	// retries counts the retries scheduled and not yet answered, for the
 	// default circuit breaker (envoyMaxRetries).
 	retries atomic.Int64

@@ -25,8 +25,8 @@ type routeTable struct {
 	// ignorePort is ignore_port_in_host_matching: the port of the
 	// authority is left out when picking the virtual host.
 	ignorePort bool
-	headers headerOps // request_headers_to_remove / _to_add of the configuration
-	version string
+	headers    headerOps // request_headers_to_remove / _to_add of the configuration
+	version    string
 }
 
 type vhost struct {
