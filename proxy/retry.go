@@ -125,14 +125,40 @@ type upstreamLimits struct {
 // While no response has arrived the stream idle timer runs: request body
 // reads reset it, and when it fires the wait ends with a *streamIdleError.
 func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancel(r.Context())
-	idle := newIdleTimer(ex.limits.idle, cancel)
+	rp := ex.route.retry
+	if rp != nil && rp.numRetries == 0 {
+		rp = nil
+	}
+	idleFor := ex.limits.idle
+	if t := ex.route.timeout; t > 0 && idleFor >= t {
+		// Both start now and the idle timer can only be reset later: the
+		// route timeout ends the wait first (the defaults, 300s and 60s).
+		idleFor = 0
+	}
+	if rp == nil && idleFor == 0 {
+		resp, _, err := p.attempt(ex, r, false)
+		return resp, err
+	}
+	// An attempt's context is cancellable only when the idle timer may
+	// cancel it.
+	newCtx := func() (context.Context, context.CancelFunc) {
+		if idleFor == 0 {
+			return r.Context(), func() {}
+		}
+		return context.WithCancel(r.Context())
+	}
+	ctx, cancel := newCtx()
+	idle := newIdleTimer(idleFor, cancel)
 	var body *replayBody
 	if r.Body != nil && r.Body != http.NoBody {
-		body = &replayBody{src: r.Body, limit: ex.limits.bufferLimit, idle: idle}
+		body = &replayBody{src: r.Body, idle: idle}
+		if rp != nil && (rp.reset || rp.status5xx) {
+			// A connect failure happens before any body byte is read;
+			// only reset and 5xx need the body again.
+			body.limit = ex.limits.bufferLimit
+		}
 	}
 	idleErr := func() error { return &streamIdleError{requestComplete: body == nil || body.eof.Load()} }
-	rp := ex.route.retry
 	tried := []*host{ex.host}
 	holding := false // a retry of the cluster's circuit breaker is held
 	release := func() {
@@ -152,7 +178,7 @@ func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error)
 			view = body.view()
 			out.Body = view
 		}
-		resp, failure, err := p.attempt(ex, out)
+		resp, failure, err := p.attempt(ex, out, rp != nil)
 		if idle.halt() {
 			if resp != nil {
 				resp.Body.Close()
@@ -160,7 +186,7 @@ func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error)
 			return nil, idleErr()
 		}
 		release()
-		if resp != nil {
+		if resp != nil && idleFor > 0 {
 			// The response is the client's now: only the route timeout
 			// (the parent context) may end it.
 			resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
@@ -191,7 +217,7 @@ func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error)
 		if next == nil {
 			return resp, err
 		}
-		nctx, ncancel := context.WithCancel(r.Context())
+		nctx, ncancel := newCtx()
 		idle.arm(ncancel)
 		slept := sleepCtx(nctx, retryBackOff(n))
 		if !slept && !idle.halt() {
@@ -248,15 +274,17 @@ func (b *cancelBody) Close() error {
 // Write keeps a 101 upgrade's body writable (see upstreamTransport).
 func (b *cancelBody) Write(p []byte) (int, error) { return writeBody(b.ReadCloser, p) }
 
-// attempt is one upstream request to r.URL.Host. It tells a failed
-// connection (no connection was had: dial, connect timeout, upstream TLS
-// handshake) from a reset (a connection, but no response headers), and
-// counts the request as active on the host for least_request until its
+// attempt is one upstream request to r.URL.Host. With classify it tells
+// a failed connection (no connection was had: dial, connect timeout,
+// upstream TLS handshake) from a reset (a connection, but no response
+// headers). It counts the request as active on the host for least_request until its
 // response body is closed.
-func (p *Proxy) attempt(ex *exchange, r *http.Request) (*http.Response, attemptFailure, error) {
+func (p *Proxy) attempt(ex *exchange, r *http.Request, classify bool) (*http.Response, attemptFailure, error) {
 	var gotConn atomic.Bool
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
-	r = r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
+	if classify {
+		trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
+		r = r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
+	}
 	h := ex.host
 	h.active.Add(1)
 	resp, err := ex.cluster.transport.RoundTrip(r)
