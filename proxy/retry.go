@@ -159,8 +159,8 @@ func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error)
 		}
 	}
 	idleErr := func() error { return &streamIdleError{requestComplete: body == nil || body.eof.Load()} }
-	tried := []*host{ex.host}
-	holding := false // a retry of the cluster's circuit breaker is held
+	var tried []*host // the hosts tried, once a retry is considered
+	holding := false  // a retry of the cluster's circuit breaker is held
 	release := func() {
 		if holding {
 			ex.cluster.rt.retries.Add(-1)
@@ -169,10 +169,15 @@ func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error)
 	}
 	defer release()
 	for n := 0; ; n++ {
-		out := r.WithContext(ctx)
-		u := *r.URL
-		u.Host = ex.host.addr
-		out.URL = &u
+		out := r
+		if n > 0 || idleFor > 0 {
+			// A retry's request is a new one: the transport may still
+			// hold the last one.
+			out = r.WithContext(ctx)
+			u := *r.URL
+			u.Host = ex.host.addr
+			out.URL = &u
+		}
 		var view *attemptBody
 		if body != nil {
 			view = body.view()
@@ -213,6 +218,9 @@ func (p *Proxy) roundTrip(ex *exchange, r *http.Request) (*http.Response, error)
 			return resp, err
 		}
 		holding = true
+		if tried == nil {
+			tried = append(make([]*host, 0, rp.numRetries+1), ex.host)
+		}
 		next := ex.cluster.pickRetry(time.Now(), tried, rp)
 		if next == nil {
 			return resp, err
@@ -277,25 +285,31 @@ func (b *cancelBody) Write(p []byte) (int, error) { return writeBody(b.ReadClose
 // attempt is one upstream request to r.URL.Host. With classify it tells
 // a failed connection (no connection was had: dial, connect timeout,
 // upstream TLS handshake) from a reset (a connection, but no response
-// headers). It counts the request as active on the host for least_request until its
-// response body is closed.
+// headers). Under least_request it counts the request as active on the
+// host until its response body is closed.
 func (p *Proxy) attempt(ex *exchange, r *http.Request, classify bool) (*http.Response, attemptFailure, error) {
 	var gotConn atomic.Bool
 	if classify {
 		trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
 		r = r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
 	}
-	h := ex.host
-	h.active.Add(1)
+	h, count := ex.host, ex.cluster.lb == lbLeastRequest
+	if count {
+		h.active.Add(1)
+	}
 	resp, err := ex.cluster.transport.RoundTrip(r)
 	if err != nil {
-		h.active.Add(-1)
+		if count {
+			h.active.Add(-1)
+		}
 		if gotConn.Load() {
 			return nil, attemptReset, err
 		}
 		return nil, attemptConnectFailed, err
 	}
-	resp.Body = &activeBody{ReadCloser: resp.Body, h: h}
+	if count {
+		resp.Body = &activeBody{ReadCloser: resp.Body, h: h}
+	}
 	return resp, attemptOK, nil
 }
 
@@ -440,11 +454,14 @@ type idleTimer struct {
 	cancel context.CancelFunc
 }
 
+// newIdleTimer starts a timer of d; with d 0 it returns nil, a timer that
+// never fires.
 func newIdleTimer(d time.Duration, cancel context.CancelFunc) *idleTimer {
-	it := &idleTimer{d: d, cancel: cancel, armed: true}
-	if d > 0 {
-		it.t = time.AfterFunc(d, it.expire)
+	if d <= 0 {
+		return nil
 	}
+	it := &idleTimer{d: d, cancel: cancel, armed: true}
+	it.t = time.AfterFunc(d, it.expire)
 	return it
 }
 
@@ -462,7 +479,7 @@ func (it *idleTimer) expire() {
 
 // touch restarts the timer on stream activity.
 func (it *idleTimer) touch() {
-	if it.t == nil {
+	if it == nil {
 		return
 	}
 	it.mu.Lock()
@@ -474,7 +491,7 @@ func (it *idleTimer) touch() {
 
 // halt stops the timer and reports whether it had fired.
 func (it *idleTimer) halt() bool {
-	if it.t == nil {
+	if it == nil {
 		return false
 	}
 	it.mu.Lock()
@@ -486,7 +503,7 @@ func (it *idleTimer) halt() bool {
 
 // arm restarts a halted timer for the next attempt, cancelling with cancel.
 func (it *idleTimer) arm(cancel context.CancelFunc) {
-	if it.t == nil {
+	if it == nil {
 		return
 	}
 	it.mu.Lock()
