@@ -24,15 +24,15 @@ type rawFile struct {
 }
 
 type rawListener struct {
-	Name              string         `yaml:"name"`
-	Address           string         `yaml:"address"`
-	Certificates      []string       `yaml:"certificates"`
-	TLSPolicy         *rawTLSPolicy  `yaml:"tls_policy"`
-	HTTP2             *bool          `yaml:"http2"`
-	HTTP              *rawHTTP       `yaml:"http"`
-	ClientAuth        *rawClientAuth `yaml:"client_auth"`
-	ClientCertHeaders *[]string      `yaml:"client_cert_headers"`
-	Routes            []rawRoute     `yaml:"routes"`
+	Name              string           `yaml:"name"`
+	Address           string           `yaml:"address"`
+	Certificates      []string         `yaml:"certificates"`
+	TLSPolicy         *rawTLSPolicy    `yaml:"tls_policy"`
+	HTTP2             *bool            `yaml:"http2"`
+	HTTP              *rawHTTP         `yaml:"http"`
+	ClientAuth        *rawClientAuth   `yaml:"client_auth"`
+	ClientCertHeaders *[]rawCertHeader `yaml:"client_cert_headers"`
+	Routes            []rawRoute       `yaml:"routes"`
 }
 
 type rawHTTP struct {
@@ -40,18 +40,29 @@ type rawHTTP struct {
 }
 
 type rawClientAuth struct {
-	Mode              string   `yaml:"mode"`
-	TrustStore        string   `yaml:"trust_store"`
-	CRL               *string  `yaml:"crl"`
-	AllowExpired      bool     `yaml:"allow_expired"`
-	MaxVerifyDepth    *uint32  `yaml:"max_verify_depth"`
-	CertificateHashes []string `yaml:"certificate_hashes"`
-	SPKIHashes        []string `yaml:"spki_hashes"`
-	AdvertiseCANames  *bool    `yaml:"advertise_ca_names"`
-	SubjectAltNames   []rawSAN `yaml:"subject_alt_names"`
+	Mode              string        `yaml:"mode"`
+	TrustStore        string        `yaml:"trust_store"`
+	CRL               *string       `yaml:"crl"`
+	AllowExpired      bool          `yaml:"allow_expired"`
+	MaxVerifyDepth    *uint32       `yaml:"max_verify_depth"`
+	CertificateHashes []string      `yaml:"certificate_hashes"`
+	SPKIHashes        []string      `yaml:"spki_hashes"`
+	AdvertiseCANames  *bool         `yaml:"advertise_ca_names"`
+	SubjectAltNames   []rawSAN      `yaml:"subject_alt_names"`
+	Subjects          []rawIdentity `yaml:"subjects"`
 }
 
 type rawSAN struct {
+	Type     string  `yaml:"type"`
+	Exact    *string `yaml:"exact"`
+	Prefix   *string `yaml:"prefix"`
+	Suffix   *string `yaml:"suffix"`
+	Contains *string `yaml:"contains"`
+	Regex    *string `yaml:"regex"`
+}
+
+// rawIdentity is one allow or client_auth.subjects entry.
+type rawIdentity struct {
 	Type     string  `yaml:"type"`
 	Exact    *string `yaml:"exact"`
 	Prefix   *string `yaml:"prefix"`
@@ -69,6 +80,7 @@ type rawRoute struct {
 	Timeout     *string          `yaml:"timeout"`
 	IdleTimeout *string          `yaml:"idle_timeout"`
 	Retries     *rawRetries      `yaml:"retries"`
+	Allow       []rawIdentity    `yaml:"allow"`
 }
 
 type rawHeaderMatch struct {
@@ -166,6 +178,8 @@ type ConfigFile struct {
 	// Problems holds per-listener defects (Listener set) and per-backend
 	// defects (Listener "", the text names the backend).
 	Problems []Problem
+	// Warnings holds per-listener warnings of valid listeners.
+	Warnings []Problem
 
 	nameLines   []int                // line of each of Names
 	backendErrs map[string][]Problem // by backend name
@@ -245,6 +259,7 @@ var where = map[string]string{
 	"rawHTTP":        "in a listener's http",
 	"rawClientAuth":  "in client_auth",
 	"rawSAN":         "in a subject_alt_names entry",
+	"rawIdentity":    "in an allow or subjects entry",
 	"rawRoute":       "in a route",
 	"rawHeaderMatch": "in a route's headers entry",
 	"rawRetries":     "in a route's retries",
@@ -252,6 +267,7 @@ var where = map[string]string{
 	"rawHealthCheck": "in health_check",
 	"rawUpstreamTLS": "in a backend's tls",
 	"rawCustomTLS":   "in tls_policy",
+	"rawXFCC":        "in a client_cert_headers xfcc entry",
 }
 
 var rawTypes = map[string]reflect.Type{
@@ -260,6 +276,7 @@ var rawTypes = map[string]reflect.Type{
 	"rawHTTP":        reflect.TypeOf(rawHTTP{}),
 	"rawClientAuth":  reflect.TypeOf(rawClientAuth{}),
 	"rawSAN":         reflect.TypeOf(rawSAN{}),
+	"rawIdentity":    reflect.TypeOf(rawIdentity{}),
 	"rawRoute":       reflect.TypeOf(rawRoute{}),
 	"rawHeaderMatch": reflect.TypeOf(rawHeaderMatch{}),
 	"rawRetries":     reflect.TypeOf(rawRetries{}),
@@ -271,6 +288,9 @@ var rawTypes = map[string]reflect.Type{
 func knownKeys(typ string) string {
 	if typ == "rawCustomTLS" {
 		return "min_version, max_version, cipher_suites"
+	}
+	if typ == "rawXFCC" {
+		return "mode, fields"
 	}
 	t, ok := rawTypes[typ]
 	if !ok {

@@ -55,6 +55,21 @@ type route struct {
 	idleTimeout *time.Duration
 	retry       *retryPolicy // nil: no retries
 	ops         headerOps
+	// name is Route.name; rbac is typed_per_filter_config's RBACPerRoute
+	// (nil: the filter's own config applies).
+	name string
+	rbac *rbacConfig
+}
+
+// label names the route in metrics: its name, else its path.
+func (r *route) label() string {
+	if r.name != "" {
+		return r.name
+	}
+	if r.exact {
+		return r.path
+	}
+	return r.prefix
 }
 
 // directResponse is a route's direct_response: the proxy answers itself.
@@ -150,6 +165,17 @@ func buildRoute(r *routev3.Route) (*route, error) {
 		rt.path, rt.exact = p.Path, true
 	default:
 		return nil, errors.New("match: only prefix and path are implemented by certplane proxy")
+	}
+	rt.name = r.GetName()
+	for name, cfg := range r.GetTypedPerFilterConfig() {
+		if name != rbacFilterName {
+			return nil, fmt.Errorf("typed_per_filter_config[%s] is not implemented by certplane proxy (only %s)", name, rbacFilterName)
+		}
+		rc, err := buildRBACPerRoute(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("typed_per_filter_config[%s]: %w", name, err)
+		}
+		rt.rbac = rc
 	}
 	for k, h := range r.GetMatch().GetHeaders() {
 		m, err := buildHeaderMatcher(h)
