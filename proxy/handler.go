@@ -402,6 +402,9 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 	}
 	code := sw.code()
 	p.metrics.requests.WithLabelValues(listener, cluster, upstream, strconv.Itoa(code)).Inc()
+	if p.opts.NoRequestLog {
+		return
+	}
 	// Room for the optional attributes below: appending to a full literal
 	// would copy the slice on most requests.
 	attrs := make([]slog.Attr, 0, 18)

@@ -53,6 +53,9 @@ type Options struct {
 	// nextUpdate is flagged (status, certplane_proxy_expiring_soon) and
 	// logged; zero means status.DefaultExpiryWarning (30 days).
 	ExpiryWarning time.Duration
+	// NoRequestLog turns the per-request lines of the connection log off
+	// (handshake and recheck lines stay); requests are still counted.
+	NoRequestLog bool
 	// QuietExpiry turns the expiry log lines off, when a control plane in
 	// the same process already logs them with their files.
 	QuietExpiry bool
