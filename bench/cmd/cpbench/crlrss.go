@@ -121,7 +121,7 @@ func crlCost(ctx context.Context, bin, work, name string, ca *pki.CA, crlPEM []b
 	r := &CRLCost{Serials: serials, Handshakes: handshakes,
 		ProxyRSSMB: mb(statusKB(px.pid(), "VmRSS")), ProxyHWMMB: mb(statusKB(px.pid(), "VmHWM")),
 		ServeRSSMB: mb(statusKB(serve.pid(), "VmRSS")), ServeHWMMB: mb(statusKB(serve.pid(), "VmHWM")),
-		ServeBinary: serveBin,
+		ServeBinary:            serveBin,
 		ProxyCPUPerHandshakeUS: float64(cpu) * 1e4 / float64(handshakes)}
 	r.HandshakeP50MS, _ = quantiles(lat)
 	return r, nil
