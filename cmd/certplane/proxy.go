@@ -120,6 +120,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	p := proxy.New(proxy.Options{
 		Logger:       log.With("component", "proxy"),
 		ConnLog:      slog.New(slog.NewJSONHandler(lb, nil)),
+		ConnLogOut:   lb,
 		Registry:     reg,
 		DrainTimeout: f.drain,
 		NoRequestLog: f.noRequestLog,
