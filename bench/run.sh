@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: certplane proxy vs nginx vs HAProxy, side by side, plus the
-# control-plane benchmarks. One command, from the repository root or anywhere:
+# control-plane benchmarks: new mTLS handshakes, HTTP/1.1 keep-alive requests
+# (per-request log on, then off in all three), HTTP/2 multiplexed requests.
+# One command, from the repository root or anywhere:
 #
 #   bash bench/run.sh
 #

@@ -103,6 +103,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("--xds-cert, --xds-key and --xds-ca need --xds")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logRuntime(log)
 	connOut := stdout
 	if f.logFile != "" {
 		fl, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
