@@ -37,7 +37,8 @@ type proxyFlags struct {
 	xdsAddr, xdsCert, xdsKey, xdsCA string
 	xdsInsecure                     bool
 	nodeID, nodeCluster             string
-	adminAddr, logFile, logLevel    string
+	adminAddr, logFile              string
+	log                             *logFlags
 	pprof, noRequestLog             bool
 	drain, logFlush                 time.Duration
 	expiryWarning                   durationFlag
@@ -72,7 +73,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.logFile, "log-file", "", "write the connection log to this file instead of stdout")
 	requestLog := fs.Bool("request-log", true, "write one connection-log line per request (false: handshake lines only; requests are still counted in the metrics)")
 	fs.DurationVar(&f.logFlush, "log-flush-interval", proxy.DefaultLogFlushInterval, "batch connection-log lines for up to this long (and 64 KiB) before writing them; 0 writes each line at once")
-	fs.StringVar(&f.logLevel, "log-level", "info", "operational log level: debug, info, warn, error")
+	f.log = addLogFlags(fs, "info")
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
 	f.expiryWarning = durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
@@ -92,9 +93,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError("--pprof: --admin-address %v", err)
 		}
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return usageError("--log-level %q: %v", f.logLevel, err)
+	log, err := f.log.logger(stderr)
+	if err != nil {
+		return err
 	}
 	if (f.xdsCert == "") != (f.xdsKey == "") {
 		return usageError("--xds-cert and --xds-key go together")
@@ -102,7 +103,6 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.xdsAddr == "" && (f.xdsCert != "" || f.xdsCA != "") {
 		return usageError("--xds-cert, --xds-key and --xds-ca need --xds")
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	logRuntime(log)
 	connOut := stdout
 	if f.logFile != "" {

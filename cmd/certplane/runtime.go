@@ -27,7 +27,7 @@ func logRuntime(log *slog.Logger) {
 func formatBytes(n int64) string {
 	for _, u := range sizeUnits {
 		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
-			return slog.Int64Value(n >> u.shift).String() + u.suffix
+			return slog.Int64Value(n>>u.shift).String() + u.suffix
 		}
 	}
 	return slog.Int64Value(n).String() + "B"
