@@ -346,3 +346,31 @@ func TestDirectEligible(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectTransportHead: a HEAD response announces a length but carries
+// no body; the connection is reused for the next request.
+func TestDirectTransportHead(t *testing.T) {
+	up := startRawUpstream(t, func(c net.Conn, r *http.Request) bool {
+		if r.Method == http.MethodHead {
+			_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+			return err == nil
+		}
+		return rawOK("hello")(c, r)
+	})
+	_, dt := testDirect(t)
+	req, _ := http.NewRequest("HEAD", "http://"+up.ln.Addr().String()+"/", nil)
+	resp, err := dt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ContentLength != 5 {
+		t.Errorf("HEAD Content-Length %d, want 5", resp.ContentLength)
+	}
+	if _, body, err := directGet(t, dt, up.ln.Addr().String()); err != nil || body != "hello" {
+		t.Fatalf("GET after HEAD: %q, %v", body, err)
+	}
+	if n := up.accepts.Load(); n != 1 {
+		t.Errorf("upstream connections: %d, want 1", n)
+	}
+}
