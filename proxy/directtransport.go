@@ -250,11 +250,16 @@ func (t *directTransport) get(ctx context.Context, key string) (*directConn, boo
 		dc := l[len(l)-1]
 		l[len(l)-1] = nil
 		t.idle[key] = l[:len(l)-1]
-		if now.Sub(dc.idleSince) < t.idleTimeout {
-			t.mu.Unlock()
+		if now.Sub(dc.idleSince) >= t.idleTimeout {
+			_ = dc.conn.Close()
+			continue
+		}
+		t.mu.Unlock()
+		if idleConnUsable(dc.conn) {
 			return dc, true, nil
 		}
 		_ = dc.conn.Close()
+		t.mu.Lock()
 	}
 	t.mu.Unlock()
 	c, err := t.dial(ctx, "tcp", key)

@@ -374,3 +374,31 @@ func TestDirectTransportHead(t *testing.T) {
 		t.Errorf("upstream connections: %d, want 1", n)
 	}
 }
+
+// TestDirectTransportUnsolicitedBytes: bytes an upstream sends on an idle
+// connection (a second response to one request, a body after a HEAD
+// response) are never read as the next request's response: that
+// connection is dropped, as net/http's Transport drops it.
+func TestDirectTransportUnsolicitedBytes(t *testing.T) {
+	sent := make(chan struct{})
+	var n atomic.Int32
+	up := startRawUpstream(t, func(c net.Conn, r *http.Request) bool {
+		if n.Add(1) == 1 {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+			time.Sleep(50 * time.Millisecond) // after the client pooled the connection
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")
+			close(sent)
+			return true
+		}
+		return rawOK("fresh")(c, r)
+	})
+	_, dt := testDirect(t)
+	if _, body, err := directGet(t, dt, up.ln.Addr().String()); err != nil || body != "first" {
+		t.Fatalf("first: %q, %v", body, err)
+	}
+	<-sent
+	// The bytes are on the loopback socket once the write returned.
+	if _, body, err := directGet(t, dt, up.ln.Addr().String()); err != nil || body != "fresh" {
+		t.Fatalf("second request got %q, %v; want its own response", body, err)
+	}
+}
