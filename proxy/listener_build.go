@@ -78,6 +78,10 @@ func (b *builder) buildListener(l *listenerv3.Listener) (*listenerState, error) 
 	}
 	ls.server = ls.chains[0].hcm.server
 	ls.copyBuffer = bufferLimitChunk(l.GetPerConnectionBufferLimitBytes())
+	ls.bufferLimit = envoyBufferLimit
+	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
+		ls.bufferLimit = int(v.GetValue())
+	}
 	return ls, nil
 }
 
