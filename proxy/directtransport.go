@@ -97,6 +97,15 @@ func (t *directTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The hook net/http's Transport calls: retry.go tells a failed
+		// connection from a reset by it.
+		if trace := httptrace.ContextClientTrace(r.Context()); trace != nil && trace.GotConn != nil {
+			info := httptrace.GotConnInfo{Conn: dc.conn, Reused: reused, WasIdle: reused}
+			if reused {
+				info.IdleTime = time.Since(dc.idleSince)
+			}
+			trace.GotConn(info)
+		}
 		resp, retry, err := t.exchange(r, dc, key)
 		if err == nil {
 			return resp, nil

@@ -402,3 +402,27 @@ func TestDirectTransportUnsolicitedBytes(t *testing.T) {
 		t.Fatalf("second request got %q, %v; want its own response", body, err)
 	}
 }
+
+// TestDirectTransportGotConn: the direct path calls httptrace's GotConn as
+// net/http's Transport does (retry.go classifies failures by it), with
+// Reused set on a pooled connection.
+func TestDirectTransportGotConn(t *testing.T) {
+	up := startRawUpstream(t, rawOK("c"))
+	_, dt := testDirect(t)
+	var got []bool
+	for range 2 {
+		req, _ := http.NewRequest("GET", "http://"+up.ln.Addr().String()+"/", nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(ci httptrace.GotConnInfo) { got = append(got, ci.Reused) },
+		}))
+		resp, err := dt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if len(got) != 2 || got[0] || !got[1] {
+		t.Errorf("GotConn Reused per request: %v, want [false true]", got)
+	}
+}
