@@ -52,6 +52,7 @@ func pathLine(n *yaml.Node, fallback int, keys ...string) int {
 // errors (items without a usable name); per-item defects go to Problems.
 func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 	var fileErrs []error
+	cf.convertTrustStores(raw.TrustStores, root)
 	lnodes := mapValue(root, "listeners")
 	for i, rl := range raw.Listeners {
 		n := seqItem(lnodes, i)
@@ -322,6 +323,7 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 	at := func(keys ...string) int { return pathLine(n, keyLine, keys...) }
 	item := func(key string, i int) int { return lineOf(seqItem(mapValue(n, key), i), at(key)) }
 	ca := ClientAuth{Mode: ModeOff, CRL: CRLFullChain, AdvertiseCANames: true}
+	var ierr *itemErr
 	if rc == nil {
 		return ca, nil
 	}
@@ -368,6 +370,10 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 		ca.AdvertiseCANames = *rc.AdvertiseCANames
 	}
 	if !ca.Mode.VerifiesClients() {
+		if rc.OCSP != nil && rc.OCSP.Mode != "" && rc.OCSP.Mode != string(OCSPOff) {
+			_, ierr := convertOCSP(rc.OCSP, n, keyLine, ca.Mode)
+			return ca, ierr
+		}
 		return ca, nil
 	}
 	if rc.TrustStore == "" {
@@ -417,6 +423,11 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 			return ca, errAt(item("subject_alt_names", i), "client_auth: subject_alt_names[%d]: %v", i, err)
 		}
 		ca.SubjectAltNames = append(ca.SubjectAltNames, m)
+	}
+	if rc.OCSP != nil {
+		if ca.OCSP, ierr = convertOCSP(rc.OCSP, n, keyLine, ca.Mode); ierr != nil {
+			return ca, ierr
+		}
 	}
 	return ca, nil
 }

@@ -62,6 +62,8 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	}
 	r.m.Warnings = slices.Concat(servers.warnings, clients.warnings, trust.warnings)
 	r.resolve(files)
+	r.resolveTrustStores(files)
+	r.ocspChecks(l.ProxyOnly)
 	r.m.Warnings = append(r.m.Warnings, r.adminLoops(files, l.AdminAddresses)...)
 	// A trust store with a bad file is served without it (or with its last
 	// good content): its defects block no listener, but they are errors.

@@ -21,6 +21,8 @@ import (
 type rawFile struct {
 	Listeners []rawListener `yaml:"listeners"`
 	Backends  []rawBackend  `yaml:"backends"`
+	// TrustStores: see truststores.go.
+	TrustStores []rawTrustStore `yaml:"trust_stores"`
 }
 
 type rawListener struct {
@@ -49,6 +51,7 @@ type rawClientAuth struct {
 	SPKIHashes        []string `yaml:"spki_hashes"`
 	AdvertiseCANames  *bool    `yaml:"advertise_ca_names"`
 	SubjectAltNames   []rawSAN `yaml:"subject_alt_names"`
+	OCSP              *rawOCSP `yaml:"ocsp"`
 }
 
 type rawSAN struct {
@@ -144,6 +147,7 @@ type ConfigFile struct {
 	File      string
 	Listeners []*Listener // valid on their own, in file order
 	Backends  []*Backend  // valid on their own, in file order
+	CRLFetch  []*CRLFetch // trust_stores[].crl_fetch, valid on their own
 	// Names lists every listener the file defines, valid or not.
 	Names []string
 	// Problems holds per-listener defects (Listener set) and per-backend
@@ -227,6 +231,9 @@ var where = map[string]string{
 	"rawHealthCheck": "in health_check",
 	"rawUpstreamTLS": "in a backend's tls",
 	"rawCustomTLS":   "in tls_policy",
+	"rawTrustStore":  "in a trust_stores entry",
+	"rawCRLFetch":    "in crl_fetch",
+	"rawOCSP":        "in client_auth.ocsp",
 }
 
 var rawTypes = map[string]reflect.Type{
@@ -239,6 +246,9 @@ var rawTypes = map[string]reflect.Type{
 	"rawBackend":     reflect.TypeOf(rawBackend{}),
 	"rawHealthCheck": reflect.TypeOf(rawHealthCheck{}),
 	"rawUpstreamTLS": reflect.TypeOf(rawUpstreamTLS{}),
+	"rawTrustStore":  reflect.TypeOf(rawTrustStore{}),
+	"rawCRLFetch":    reflect.TypeOf(rawCRLFetch{}),
+	"rawOCSP":        reflect.TypeOf(rawOCSP{}),
 }
 
 func knownKeys(typ string) string {

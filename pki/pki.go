@@ -82,6 +82,12 @@ type Options struct {
 	Serial *big.Int
 	// NotCA makes a "CA" with basicConstraints CA:FALSE (for attack tests).
 	NotCA bool
+	// CRLURLs become the certificate's CRL Distribution Points, where
+	// relying parties (certplane's crl_fetch) fetch the CRL covering it.
+	CRLURLs []string
+	// OCSPURLs become the OCSP responders of its Authority Information
+	// Access, which certplane's client_auth.ocsp asks.
+	OCSPURLs []string
 }
 
 // CA is a certificate authority: its certificate, its key, and the chain of
@@ -180,6 +186,8 @@ func (o *Options) prepare(isCA bool) (crypto.Signer, *x509.Certificate, error) {
 		EmailAddresses:        o.Emails,
 		SubjectKeyId:          ski,
 		BasicConstraintsValid: true,
+		CRLDistributionPoints: o.CRLURLs,
+		OCSPServer:            o.OCSPURLs,
 	}
 	return key, tmpl, nil
 }

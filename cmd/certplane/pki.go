@@ -225,7 +225,7 @@ func clampValidity(issuer *x509.Certificate, validity time.Duration, stdout io.W
 
 func runPKICA(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki ca",
-		"certplane pki ca --out DIR [--name NAME] [--intermediate-of DIR] [--key-type T] [--validity D]",
+		"certplane pki ca --out DIR [--name NAME] [--intermediate-of DIR] [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
 		`Create a CA directory: ca.crt, ca.key (mode 0600), crl-state.json and, for
 an intermediate, chain.pem (the issuers above it). The directory is created
 with mode 0700 and must not be inside a watched certs/ tree: put the CA's
@@ -237,6 +237,7 @@ overwritten.`)
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 3650 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 3650d or 87600h; an intermediate ends no later than its issuer")
+	urls := addRevocationURLs(fs)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -251,6 +252,9 @@ overwritten.`)
 		return err
 	}
 	o := pki.Options{CommonName: *name, KeyType: keyType, Validity: validity.d}
+	if err := urls.apply(&o); err != nil {
+		return err
+	}
 	var ca *pki.CA
 	if *parent == "" {
 		if o.CommonName == "" {
@@ -286,7 +290,7 @@ overwritten.`)
 
 func runPKIServer(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki server",
-		"certplane pki server --ca DIR --name NAME --dns NAME... --ip IP... --out DIR [--key-type T] [--validity D]",
+		"certplane pki server --ca DIR --name NAME --dns NAME... --ip IP... --out DIR [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
 		`Issue a serverAuth certificate and write DIR/tls.crt (the leaf, then the
 intermediates) and DIR/tls.key (mode 0600): the layout of a watched
 certs/server/<name>/ directory and of a kubernetes.io/tls Secret. Existing
@@ -300,6 +304,7 @@ files are replaced atomically, so a watcher sees the old or the new pair.`)
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 365 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 365d; never beyond the CA's expiry")
+	urls := addRevocationURLs(fs)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -314,6 +319,9 @@ files are replaced atomically, so a watcher sees the old or the new pair.`)
 		return err
 	}
 	o := pki.Options{CommonName: *name, DNSNames: dns, KeyType: keyType}
+	if err := urls.apply(&o); err != nil {
+		return err
+	}
 	for _, s := range ips {
 		ip := net.ParseIP(s)
 		if ip == nil {
@@ -398,7 +406,7 @@ func readPasswordFile(path string) (string, error) {
 
 func runPKIClient(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki client",
-		"certplane pki client --ca DIR --name NAME [--uri URI...] [--dns NAME...] [--email ADDR...] [--p12-password-file FILE] --out DIR [--key-type T] [--validity D]",
+		"certplane pki client --ca DIR --name NAME [--uri URI...] [--dns NAME...] [--email ADDR...] [--p12-password-file FILE] --out DIR [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
 		`Issue a clientAuth certificate whose common name is NAME and write
 DIR/NAME.crt (the leaf, then the intermediates) and DIR/NAME.key (mode 0600).
 With --p12-password-file, also write DIR/NAME.p12 (mode 0600) for browsers
@@ -415,6 +423,7 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 365 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 365d; never beyond the CA's expiry")
+	urls := addRevocationURLs(fs)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -432,6 +441,9 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 		return err
 	}
 	o := pki.Options{CommonName: *name, DNSNames: dns, Emails: emails, KeyType: keyType}
+	if err := urls.apply(&o); err != nil {
+		return err
+	}
 	for _, s := range uris {
 		u, err := url.Parse(s)
 		if err != nil || u.Scheme == "" {
