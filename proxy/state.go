@@ -9,6 +9,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/proxy/ocspcheck"
 	"github.com/certplane/certplane/xds/client"
 )
 
@@ -75,6 +76,7 @@ type chainState struct {
 	leaf     *x509.Certificate
 	certName string // SDS name of the server certificate
 	hcm      *hcmSettings
+	ocsp     *ocspcheck.Policy // client_auth.ocsp from the chain's metadata; nil: off
 }
 
 // hcmSettings is what the proxy honours of an HttpConnectionManager.
