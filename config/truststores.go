@@ -57,7 +57,7 @@ func (cf *ConfigFile) convertTrustStores(raw []rawTrustStore, root *yaml.Node) {
 		n := seqItem(seq, i)
 		fetch, err := convertTrustStore(&rt, n)
 		if err != nil {
-			cf.Problems = append(cf.Problems, problemOf("", lineErr(cf.File, err.line, fmt.Errorf("trust_stores[%d] %q: %w", i, rt.Name, err.err))))
+			cf.trustErrs = append(cf.trustErrs, problemOf("", lineErr(cf.File, err.line, fmt.Errorf("trust_stores[%d] %q: %w", i, rt.Name, err.err))))
 			continue
 		}
 		if fetch != nil {
@@ -132,6 +132,7 @@ func checkFetchURL(s string) error {
 func (r *resolver) resolveTrustStores(files []*ConfigFile) {
 	seen := map[string]*CRLFetch{}
 	for _, cf := range files {
+		r.m.Problems = append(r.m.Problems, cf.trustErrs...)
 		for _, f := range cf.CRLFetch {
 			if first := seen[f.Store]; first != nil {
 				r.m.Problems = append(r.m.Problems, problemOf("", lineErr(f.File, f.Line,

@@ -148,6 +148,7 @@ type ConfigFile struct {
 	Listeners []*Listener // valid on their own, in file order
 	Backends  []*Backend  // valid on their own, in file order
 	CRLFetch  []*CRLFetch // trust_stores[].crl_fetch, valid on their own
+	trustErrs []Problem   // defects of trust_stores entries (truststores.go)
 	// Names lists every listener the file defines, valid or not.
 	Names []string
 	// Problems holds per-listener defects (Listener set) and per-backend

@@ -31,6 +31,7 @@ var goldenBundles = map[string][]string{
 	"mode-optional":     {"payments", "partners"},
 	"mode-passthrough":  {"payments"},
 	"mode-verify":       {"payments", "partners"},
+	"ocsp-best-effort":  {"payments", "partners"},
 	"crl-full-chain":    {"payments", "partners", "partners-crl"},
 	"crl-leaf-only":     {"payments", "partners", "partners-crl"},
 	"san-rules":         {"payments", "partners"},
