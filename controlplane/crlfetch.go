@@ -26,18 +26,18 @@ func newFetcher(o Options, reload func()) (*crlfetch.Fetcher, error) {
 
 // configureFetch hands the fetcher the crl_fetch settings of m, with the
 // CAs of each store as served. A store whose trust directory is refused
-// keeps its fetch settings but nothing to verify against: it is skipped
-// until the store loads. Fetched CRLs of stores that lost crl_fetch are
+// is passed without CAs: nothing is fetched for it and its fetched CRLs
+// stay until it loads again. Fetched CRLs of stores that lost crl_fetch are
 // removed only when every config file loaded: a typo elsewhere must not
 // take a store's CRLs away.
 func (r *Runner) configureFetch(m *config.Model) {
 	var stores []crlfetch.Store
 	for _, f := range m.CRLFetch {
-		ts := m.Trust[f.Store]
-		if ts == nil {
-			continue
+		s := crlfetch.Store{Name: f.Store, URLs: f.URLs, Interval: f.Interval, Timeout: f.Timeout}
+		if ts := m.Trust[f.Store]; ts != nil {
+			s.CAs = ts.CAs
 		}
-		stores = append(stores, crlfetch.Store{Name: f.Store, CAs: ts.CAs, URLs: f.URLs, Interval: f.Interval, Timeout: f.Timeout})
+		stores = append(stores, s)
 	}
 	r.fetch.Configure(stores, r.configComplete(m))
 }

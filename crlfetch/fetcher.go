@@ -41,7 +41,9 @@ import (
 // Store is one trust store whose CRLs are fetched.
 type Store struct {
 	Name string
-	CAs  []*x509.Certificate // the store's CAs: a fetched CRL must be issued by one
+	// CAs are the store's CAs: a fetched CRL must be issued by one. None:
+	// the store did not load; nothing is fetched and nothing removed.
+	CAs []*x509.Certificate
 	// URLs are fetched besides the http(s) CRL Distribution Points of CAs.
 	URLs              []string
 	Interval, Timeout time.Duration
@@ -129,6 +131,16 @@ func (f *Fetcher) Configure(stores []Store, prune bool) {
 	names := map[string]bool{}
 	for _, s := range stores {
 		names[s.Name] = true
+		if len(s.CAs) == 0 {
+			// The store did not load: nothing to verify against. Keep
+			// what it had (targets, files) until it loads again.
+			for k := range f.targets {
+				if k.store == s.Name {
+					seen[k] = true
+				}
+			}
+			continue
+		}
 		for _, u := range URLs(s) {
 			k := targetKey{s.Name, u}
 			seen[k] = true
@@ -205,7 +217,7 @@ func (f *Fetcher) prune(names map[string]bool) bool {
 // pruneIssuers removes the fetched CRLs of CAs that left s: they would no
 // longer verify, and a CRL file that fails takes its store's CRLs with it.
 func (f *Fetcher) pruneIssuers(s Store) bool {
-	if f.o.Dir == "" {
+	if f.o.Dir == "" || len(s.CAs) == 0 {
 		return false
 	}
 	keep := map[string]bool{}

@@ -94,6 +94,11 @@ func (r *rig) round(step time.Duration) {
 	} else {
 		r.f.Configure([]crlfetch.Store{r.store}, true)
 	}
+	r.wait(ch)
+}
+
+func (r *rig) wait(ch <-chan struct{}) {
+	r.t.Helper()
 	select {
 	case <-ch:
 	case <-time.After(deadline):
@@ -255,5 +260,30 @@ func TestRefreshEarlyBeforeNextUpdate(t *testing.T) {
 	r.round(30 * time.Minute)
 	if got := r.row(); got.State != "ok" || !got.NextUpdate.Equal(now.Add(70*time.Minute)) {
 		t.Fatalf("after the early refresh: %+v", got)
+	}
+}
+
+// TestStoreThatFailsToLoadKeepsItsCRLs: a store passed without CAs (its
+// directory refused for a while) neither loses its fetched CRLs nor is
+// fetched; a store no longer configured loses them.
+func TestStoreThatFailsToLoadKeepsItsCRLs(t *testing.T) {
+	ca := pkitest.NewCA(t, "Partner Root")
+	c := newCDP(t)
+	r := newRig(t, ca, c.srv.URL+"/ca.crl")
+	c.publish(ca.CRL(pkitest.CRLNumber(3)), http.StatusOK)
+	r.round(0)
+	broken := r.store
+	broken.CAs = nil
+	ch := r.f.Rounds()
+	r.f.Configure([]crlfetch.Store{broken}, true)
+	r.wait(ch)
+	if r.kept() != "3" || len(r.f.Status()) != 1 {
+		t.Fatalf("a store that failed to load lost its fetched CRL or its row: kept %q, rows %+v", r.kept(), r.f.Status())
+	}
+	ch = r.f.Rounds()
+	r.f.Configure(nil, true)
+	r.wait(ch)
+	if r.kept() != "" || len(r.f.Status()) != 0 {
+		t.Fatalf("crl_fetch removed, but its CRL stays: kept %q", r.kept())
 	}
 }
