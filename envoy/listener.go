@@ -66,6 +66,7 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
 			}},
 			TransportSocket: ts,
+			Metadata:        OCSPMetadata(l),
 		}
 		if len(l.Certificates) > 1 {
 			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names[i]}

@@ -39,6 +39,11 @@ type Options struct {
 	// ConnLog receives the connection and request log: one JSON line per
 	// handshake and per request. Use a JSON handler.
 	ConnLog *slog.Logger
+	// ConnLogOut, when set, is the writer under ConnLog's JSON handler
+	// (default handler options). Request lines, the bulk of the log, are
+	// then encoded by the proxy straight to it: the same bytes that
+	// handler writes, without slog's per-attribute work.
+	ConnLogOut io.Writer
 	// Registry receives the proxy's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// DrainTimeout bounds a graceful drain (listener removed, shutdown).
@@ -53,6 +58,9 @@ type Options struct {
 	// nextUpdate is flagged (status, certplane_proxy_expiring_soon) and
 	// logged; zero means status.DefaultExpiryWarning (30 days).
 	ExpiryWarning time.Duration
+	// NoRequestLog turns the per-request lines of the connection log off
+	// (handshake and recheck lines stay); requests are still counted.
+	NoRequestLog bool
 	// QuietExpiry turns the expiry log lines off, when a control plane in
 	// the same process already logs them with their files.
 	QuietExpiry bool
@@ -65,6 +73,7 @@ type Proxy struct {
 	connLog *slog.Logger
 	reg     *prometheus.Registry
 	metrics *metrics
+	ocsp    *ocspState // client_auth.ocsp (ocsp.go)
 	limiter *failureLimiter
 	// rps holds one ReverseProxy per copy buffer size in use (see
 	// reverseProxy).
@@ -125,6 +134,7 @@ func New(opts Options) *Proxy {
 	live := map[string]*listenerRuntime{}
 	p.live.Store(&live)
 	p.metrics = newMetrics(p.reg, p)
+	p.ocsp = newOCSPState(p.reg, opts.MTLS.Now, p.log)
 	expiryLog := p.log.With("check", "expiry")
 	if opts.QuietExpiry {
 		expiryLog = slog.New(slog.DiscardHandler)
