@@ -42,6 +42,9 @@ type exchange struct {
 	originalPath string
 	// limits bound the upstream call and its retries (retry.go).
 	limits upstreamLimits
+	// upstreamStart is when the first upstream attempt began; zero when
+	// no upstream was tried.
+	upstreamStart time.Time
 }
 
 type exchangeKey struct{}
@@ -408,6 +411,14 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 	}
 	code := sw.code()
 	p.metrics.requests.WithLabelValues(listener, cluster, upstream, strconv.Itoa(code)).Inc()
+	route, class := "", codeClass(code)
+	if ex.route != nil {
+		route = ex.route.label()
+	}
+	p.metrics.requestDuration.WithLabelValues(listener, route, cluster, class).Observe(d.Seconds())
+	if !ex.upstreamStart.IsZero() {
+		p.metrics.upstreamDuration.WithLabelValues(listener, route, cluster, class).Observe(time.Since(ex.upstreamStart).Seconds())
+	}
 	if p.opts.NoRequestLog {
 		return
 	}

@@ -18,6 +18,25 @@ type metrics struct {
 	underscoreRejected *prometheus.CounterVec
 	// rbacDenied is Envoy's http.<listener>.rbac.denied, by route too.
 	rbacDenied *prometheus.CounterVec
+	// requestDuration is Envoy's http.<listener>.downstream_rq_time,
+	// upstreamDuration its cluster.<name>.upstream_rq_time; both by
+	// listener, route, cluster and code class.
+	requestDuration  *prometheus.HistogramVec
+	upstreamDuration *prometheus.HistogramVec
+}
+
+// durationBuckets span a cached answer (0.5 ms) to a slow upload (60 s, the
+// default route timeout).
+var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// codeClass is a status code's class label: "2xx" ... "5xx".
+func codeClass(code int) string {
+	switch {
+	case code >= 100 && code < 600:
+		return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[code/100-1]
+	default:
+		return "other"
+	}
 }
 
 func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
@@ -51,7 +70,19 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
 			Help: "Requests refused with 403 by the RBAC filter (route allow lists, client_auth.subjects), by listener and route (its name, else its path prefix; empty when no route matched).",
 		}, []string{"listener", "route"}),
 	}
-	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, m.underscoreDropped, m.underscoreRejected, m.rbacDenied, &stateCollector{p: p})
+	labels := []string{"listener", "route", "cluster", "code_class"}
+	m.requestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "certplane_proxy_request_duration_seconds",
+		Help:    "Downstream request time, from the request's arrival to the last byte of the response, by listener, route (name, else path or prefix), upstream cluster and status code class.",
+		Buckets: durationBuckets,
+	}, labels)
+	m.upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "certplane_proxy_upstream_duration_seconds",
+		Help:    "Upstream request time, from the first upstream attempt (retries included) to the last byte of the response, for requests that reached an upstream; labels as certplane_proxy_request_duration_seconds.",
+		Buckets: durationBuckets,
+	}, labels)
+	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, m.underscoreDropped, m.underscoreRejected, m.rbacDenied,
+		m.requestDuration, m.upstreamDuration, &stateCollector{p: p})
 	return m
 }
 

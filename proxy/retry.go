@@ -288,6 +288,9 @@ func (b *cancelBody) Write(p []byte) (int, error) { return writeBody(b.ReadClose
 // headers). Under least_request it counts the request as active on the
 // host until its response body is closed.
 func (p *Proxy) attempt(ex *exchange, r *http.Request, classify bool) (*http.Response, attemptFailure, error) {
+	if ex.upstreamStart.IsZero() {
+		ex.upstreamStart = time.Now()
+	}
 	var gotConn atomic.Bool
 	if classify {
 		trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { gotConn.Store(true) }}
