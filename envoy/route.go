@@ -85,7 +85,7 @@ func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfigurati
 		}
 		vh.Routes = append(vh.Routes, forward(r))
 	}
-	return &routev3.RouteConfiguration{
+	rc := &routev3.RouteConfiguration{
 		Name:         l.Name,
 		VirtualHosts: []*routev3.VirtualHost{vh},
 		// The router adds these when it forwards, after route matching, so
@@ -95,6 +95,8 @@ func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfigurati
 			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
 		}},
 	}
+	GuardFronting(rc, l.PeerServerNames)
+	return rc
 }
 
 // loopRoute answers 508 to a request whose via header (all values, joined
