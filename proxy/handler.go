@@ -173,7 +173,7 @@ func (lr *listenerRuntime) pickRoute(st *state, r *http.Request, ex *exchange, s
 		sw.fail(http.StatusNotFound, "route configuration not found")
 		return false
 	}
-	facts := requestFacts{header: r.Header, presented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0}
+	facts := requestFacts{header: r.Header, authority: r.Host, presented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0}
 	ex.vhost, ex.route = ex.routes.match(r.Host, ex.path, facts)
 	switch {
 	case ex.route == nil:

@@ -77,6 +77,9 @@ func (b *builder) buildListener(l *listenerv3.Listener) (*listenerState, error) 
 		ls.def = c
 	}
 	ls.server = ls.chains[0].hcm.server
+	if err := sameServerSettings(ls); err != nil {
+		return nil, err
+	}
 	ls.copyBuffer = bufferLimitChunk(l.GetPerConnectionBufferLimitBytes())
 	return ls, nil
 }

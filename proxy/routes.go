@@ -81,7 +81,8 @@ type headerMatcher struct {
 // requestFacts is what route matching reads besides the path and host.
 type requestFacts struct {
 	header    http.Header
-	presented bool // the client sent a certificate
+	authority string // Host / :authority as received (fronting.go)
+	presented bool   // the client sent a certificate
 }
 
 // buildRoutes parses and checks a RouteConfiguration.
@@ -182,7 +183,7 @@ func buildHeaderMatcher(h *routev3.HeaderMatcher) (*headerMatcher, error) {
 	if name == "" {
 		return nil, errors.New("name is empty")
 	}
-	if strings.HasPrefix(name, ":") {
+	if strings.HasPrefix(name, ":") && name != authorityPseudoHeader {
 		return nil, fmt.Errorf("pseudo-header %q is not implemented by certplane proxy", name)
 	}
 	m := &headerMatcher{name: name, invert: h.GetInvertMatch(), missingAsEmpty: h.GetTreatMissingHeaderAsEmpty()}
@@ -265,15 +266,15 @@ func (r *route) matches(path string, f requestFacts) bool {
 		return false
 	}
 	for _, h := range r.headers {
-		if !h.matches(f.header) {
+		if !h.matches(f.values(h.name)) {
 			return false
 		}
 	}
 	return true
 }
 
-func (m *headerMatcher) matches(h http.Header) bool {
-	vals := h.Values(m.name)
+// matches reports whether the request's values of the header match.
+func (m *headerMatcher) matches(vals []string) bool {
 	if m.str == nil {
 		return (len(vals) > 0) == m.present != m.invert
 	}
