@@ -43,3 +43,13 @@ func sameServerSettings(ls *listenerState) error {
 	}
 	return nil
 }
+
+// requestLogName is the "listener" of a request's log line and metrics:
+// the chain's stat_prefix, which certplane sets to the config listener's
+// name as Envoy's HTTP access log prints it, else the Listener's name.
+func requestLogName(listener string, chain *chainState) string {
+	if chain != nil && chain.hcm != nil && chain.hcm.statPrefix != "" {
+		return chain.hcm.statPrefix
+	}
+	return listener
+}

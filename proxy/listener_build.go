@@ -264,6 +264,7 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 	}
 	s := &hcmSettings{
 		routeName:         rds.GetRouteConfigName(),
+		statPrefix:        h.GetStatPrefix(),
 		sanitizeSet:       h.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_SANITIZE_SET,
 		streamIdleTimeout: 5 * time.Minute, // Envoy's defaults
 		server:            serverSettings{idleTimeout: time.Hour, maxHeaderBytes: 60 << 10},

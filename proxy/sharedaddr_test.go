@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -274,6 +276,17 @@ func TestSharedAddressSNI(t *testing.T) {
 			}
 		})
 	}
+	// The request log names the config listener, as Envoy's HTTP access
+	// log does (its "listener" is the connection manager's literal).
+	for _, want := range []map[string]string{
+		{"event": "request", "listener": "partners", "status": "200"},
+		{"event": "request", "listener": "public", "status": "200"},
+		{"event": "request", "listener": "public", "status": "421", "detail": "direct_response"},
+	} {
+		if len(e.px.log.find(want)) == 0 {
+			t.Errorf("no request log line with %v", want)
+		}
+	}
 }
 
 // sessionCache hands the last session it stored to every Get, whatever the
@@ -359,3 +372,36 @@ func (e *sharedEnv) resumes(t *testing.T, c *clientTLS) bool {
 	return conn.ConnectionState().DidResume
 }
 
+// The same with curl, as the README shows it: public SNI with a partners
+// Host is 421 on HTTP/1.1 and HTTP/2; the partners SNI without a client
+// certificate is refused in the handshake.
+func TestSharedAddressCurl(t *testing.T) {
+	need(t, "curl")
+	e := newSharedEnv(t, "verify")
+	dir := writeFiles(t, map[string][]byte{"ca.crt": pemCert(e.serverCA)})
+	_, port, _ := net.SplitHostPort(e.addr)
+	curl := func(sni string, args ...string) (string, error) {
+		base := []string{"-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", dir + "/ca.crt",
+			"--resolve", sni + ":" + port + ":127.0.0.1", "https://" + sni + ":" + port + "/"}
+		out, err := exec.Command("curl", append(base, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	for _, proto := range []string{"--http1.1", "--http2"} {
+		if out, err := curl("www.example.com", proto); err != nil || out != "200" {
+			t.Errorf("curl %s public: %q %v, want 200", proto, out, err)
+		}
+		if out, err := curl("www.example.com", proto, "-H", "Host: partners.example.com"); err != nil || out != "421" {
+			t.Errorf("curl %s public SNI, partners Host: %q %v, want 421", proto, out, err)
+		}
+		if out, err := curl("partners.example.com", proto); err == nil {
+			t.Errorf("curl %s partners without a certificate: %q, want the handshake refused", proto, out)
+		}
+	}
+	if n := e.app.hitCount(); n != 0 {
+		t.Errorf("app saw %d requests, want none", n)
+	}
+}
+
+func pemCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}

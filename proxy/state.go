@@ -79,7 +79,11 @@ type chainState struct {
 
 // hcmSettings is what the proxy honours of an HttpConnectionManager.
 type hcmSettings struct {
-	routeName         string
+	routeName string
+	// statPrefix names the config listener of a chain in the request log
+	// and metrics (certplane sets it to the listener's name; on a shared
+	// address the Listener's name is the address's).
+	statPrefix        string
 	sanitizeSet       bool // SANITIZE_SET: set XFCC; otherwise only remove it
 	streamIdleTimeout time.Duration
 	// underscores is headers_with_underscores_action.
