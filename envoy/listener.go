@@ -55,9 +55,6 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(PerConnectionBufferLimit),
 	}
 	plans, withDefault := planChains(l, names)
-	if err := checkShared(l, plans); err != nil {
-		return nil, err
-	}
 	chain := func(cert string) (*listenerv3.FilterChain, error) {
 		tctx, err := DownstreamTLSContext(l, cert, o)
 		if err != nil {

@@ -1,7 +1,6 @@
 package envoy
 
 import (
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -80,6 +79,11 @@ func planChains(l *config.Listener, sans [][]string) (plans []chainPlan, withDef
 			plans = append(plans, chainPlan{cert: c, names: names})
 		}
 	}
+	if len(plans) == 0 {
+		// Every SAN is a peer's: the default certificate's chain takes
+		// any other name, as a default_filter_chain would.
+		return []chainPlan{{cert: l.Certificates[0]}}, false
+	}
 	return plans, true
 }
 
@@ -116,13 +120,4 @@ func claimedByPeer(san string, peers []string) bool {
 		}
 	}
 	return false
-}
-
-// checkShared refuses a listener whose chains could not be told apart on
-// a shared address: the config loader reports these first.
-func checkShared(l *config.Listener, plans []chainPlan) error {
-	if len(plans) == 0 {
-		return fmt.Errorf("listener %q: no certificate is left to serve any server name", l.Name)
-	}
-	return nil
 }

@@ -40,6 +40,12 @@ func TestPlanChains(t *testing.T) {
 		sans:        [][]string{{"www.example", "admin.example", "*.example"}, {"api.partners.example", "*.x.partners.example"}},
 		want:        "a:[www.example *.example]",
 		withDefault: true,
+	}, {
+		name: "the address default whose every SAN is claimed",
+		l: config.Listener{Certificates: []string{"a", "b"}, SharedAddress: true,
+			PeerServerNames: []string{"*.example"}},
+		sans: [][]string{{"www.example"}, {"api.example"}},
+		want: "a:[]",
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
