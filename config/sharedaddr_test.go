@@ -119,7 +119,9 @@ func TestSharedAddressRefusals(t *testing.T) {
 		want: []string{`partners| $ROOT/config/edge.yaml:4: listener "partners": server_names: the list is empty; omit server_names for a listener that takes any server name`},
 	}, {
 		name: "wildcard inside a label",
-		edit: func(s string) string { return strings.Replace(s, `"*.partners.example.com"`, `"api*.partners.example.com"`, 1) },
+		edit: func(s string) string {
+			return strings.Replace(s, `"*.partners.example.com"`, `"api*.partners.example.com"`, 1)
+		},
 		want: []string{`partners| $ROOT/config/edge.yaml:4: listener "partners": server_names[1] "api*.partners.example.com": a wildcard is only "*." followed by a DNS name (like *.example.com)`},
 	}, {
 		name: "wildcard of a top-level domain",
@@ -131,15 +133,21 @@ func TestSharedAddressRefusals(t *testing.T) {
 		want: []string{`partners| $ROOT/config/edge.yaml:4: listener "partners": server_names[1] "10.0.0.1": an IP address is never sent as a TLS server name`},
 	}, {
 		name: "trailing dot",
-		edit: func(s string) string { return strings.Replace(s, `[partners.example.com,`, `[partners.example.com.,`, 1) },
+		edit: func(s string) string {
+			return strings.Replace(s, `[partners.example.com,`, `[partners.example.com.,`, 1)
+		},
 		want: []string{`partners| $ROOT/config/edge.yaml:4: listener "partners": server_names[0] "partners.example.com.": write it without the trailing dot`},
 	}, {
 		name: "listed twice, case aside",
-		edit: func(s string) string { return strings.Replace(s, `"*.partners.example.com"`, `Partners.Example.com`, 1) },
+		edit: func(s string) string {
+			return strings.Replace(s, `"*.partners.example.com"`, `Partners.Example.com`, 1)
+		},
 		want: []string{`partners| $ROOT/config/edge.yaml:4: listener "partners": server_names: "Partners.Example.com" is listed twice`},
 	}, {
 		name: "covered within one listener",
-		edit: func(s string) string { return strings.Replace(s, `[partners.example.com,`, `[a.partners.example.com,`, 1) },
+		edit: func(s string) string {
+			return strings.Replace(s, `[partners.example.com,`, `[a.partners.example.com,`, 1)
+		},
 		want: []string{`partners| $ROOT/config/edge.yaml:4: listener "partners": server_names: "*.partners.example.com" is already covered by "a.partners.example.com"`},
 	}, {
 		name: "overlapping but different addresses still clash",
