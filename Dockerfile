@@ -33,8 +33,12 @@ RUN go mod download
 COPY . .
 ARG TARGETOS
 ARG TARGETARCH
+# docker build --build-arg VERSION=v1.2.3 --build-arg COMMIT=$(git rev-parse HEAD) .
+ARG VERSION
+ARG COMMIT
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
-    go build -trimpath -ldflags='-s -w' -o /out/certplane ./cmd/certplane \
+    go build -trimpath -ldflags="-s -w -X github.com/certplane/certplane/internal/buildinfo.version=${VERSION} -X github.com/certplane/certplane/internal/buildinfo.commit=${COMMIT}" \
+    -o /out/certplane ./cmd/certplane \
  && mkdir -p /out/data
 
 FROM scratch AS runtime

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/certplane/certplane/internal/buildinfo"
 	"github.com/certplane/certplane/status"
 )
 
@@ -99,11 +100,11 @@ func plain(w http.ResponseWriter, code int, body string) {
 	_, _ = fmt.Fprint(w, body)
 }
 
-// NewRegistry returns a registry with the Go runtime and process collectors,
-// for a caller that has none of its own yet.
+// NewRegistry returns a registry with the Go runtime and process collectors
+// and certplane_build_info, for a caller that has none of its own yet.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Collector())
 	return reg
 }
 

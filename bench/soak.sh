@@ -92,9 +92,9 @@ status=0
 "$work/soak" --certplane "$cp" --ca "$work/ca" --certs "$certs" --clients "$work/clients" \
 	--addr "127.0.0.1:$port" --pid "$proxy" --duration "$duration" --workers "$workers" \
 	--rss-growth "$rss_growth" | tee "$work/soak.out" || status=$?
-echo "connection log: $(wc -l <"$work/connections.log") lines; proxy errors logged: $(grep -c 'level=ERROR' "$work/proxy.log" || true)"
+echo "connection log: $(wc -l <"$work/connections.log") lines; proxy errors logged: $(grep -c '"level":"ERROR"' "$work/proxy.log" || true)"
 # The work directory goes with the run: show what the errors were.
-grep 'level=ERROR' "$work/proxy.log" | head -5 | cut -c1-400 | sed 's/^/  /' || true
+grep '"level":"ERROR"' "$work/proxy.log" | head -5 | cut -c1-400 | sed 's/^/  /' || true
 # The verdict again, as the last line: what a CI log or the README quotes.
 grep -E '^soak: (PASS|FAIL) ' "$work/soak.out" || echo "soak: FAIL (no verdict: the load client did not finish)"
 exit "$status"

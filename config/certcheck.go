@@ -66,6 +66,24 @@ func signedBy(child, parent *x509.Certificate) bool {
 	return parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
 }
 
+// selfSignedServer reports whether chain is a lone self-signed server
+// certificate: what `openssl req -x509` makes, marked CA:TRUE by OpenSSL 3's
+// default config. Envoy and nginx serve it, so certplane does too, with a
+// warning (caWarning). A CA certificate followed by others, as when an
+// issuing CA is placed before its leaf, is still refused.
+func selfSignedServer(chain []*x509.Certificate, role string) bool {
+	return role == RoleServer && len(chain) == 1 && selfSigned(chain[0])
+}
+
+// caWarning explains why serving a self-signed CA certificate is unusual:
+// whoever holds its key can mint certificates that anyone who trusts it, to
+// reach this server, will also accept for any other name.
+func caWarning(c *x509.Certificate) error {
+	return fmt.Errorf("%s is a self-signed CA certificate (basicConstraints CA:TRUE, the default of `openssl req -x509`) used as the server's own certificate; "+
+		"it is served, but a client told to trust it also trusts every certificate its key signs: issue the server certificate from a CA "+
+		"(certplane pki server) or make it with -addext basicConstraints=critical,CA:FALSE", certName(0, c))
+}
+
 // checkKeyStrength accepts the key types and sizes Envoy serves.
 func checkKeyStrength(pub any) error {
 	switch k := pub.(type) {
@@ -102,7 +120,7 @@ func reissueHint(kind string) string {
 // "server" or "client"; it picks the extended key usage to require.
 func checkChain(chain []*x509.Certificate, role string, now time.Time) error {
 	leaf := chain[0]
-	if leaf.BasicConstraintsValid && leaf.IsCA {
+	if leaf.BasicConstraintsValid && leaf.IsCA && !selfSignedServer(chain, role) {
 		return fmt.Errorf("%s is a CA certificate; the first certificate must be the %s's own (leaf) certificate", certName(0, leaf), role)
 	}
 	if err := checkKeyStrength(leaf.PublicKey); err != nil {

@@ -150,6 +150,9 @@ func (l Loader) parseKeyPair(role, name, certFile string, certPEM []byte, certIn
 		chainPEM = append(chainPEM, pemder.Encode(pemder.TypeCertificate, c.Raw)...)
 	}
 	var warnings []Problem
+	if chain[0].IsCA {
+		warnings = append(warnings, Problem{File: certFile, Err: fileErr(certFile, caWarning(chain[0]))})
+	}
 	for i, c := range chain {
 		if left := c.NotAfter.Sub(now); left < l.expiryWarning() {
 			warnings = append(warnings, Problem{File: certFile, Err: fileErr(certFile,

@@ -63,12 +63,37 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	r.m.Warnings = slices.Concat(servers.warnings, clients.warnings, trust.warnings)
 	r.resolve(files)
 	r.m.Warnings = append(r.m.Warnings, r.adminLoops(files, l.AdminAddresses)...)
+	if w, ok := noListeners(configDir, files, len(fileProblems)); ok {
+		r.m.Warnings = append(r.m.Warnings, w)
+	}
 	// A trust store with a bad file is served without it (or with its last
 	// good content): its defects block no listener, but they are errors.
 	r.addProblems("", trust.errs)
 	r.m.fingerprint()
 	l.cache().sweep()
 	return r.m, nil
+}
+
+// noListeners warns when the config directory defines no listener at all:
+// a wrong --config, or files still to be written. Nothing is served then,
+// which is not an error (serve waits for files), but it is never what an
+// operator meant.
+func noListeners(dir string, files []*ConfigFile, unreadable int) (Problem, bool) {
+	for _, f := range files {
+		if len(f.Names) > 0 {
+			return Problem{}, false
+		}
+	}
+	var err error
+	switch {
+	case len(files) == 0 && unreadable == 0:
+		err = fmt.Errorf("holds no .yaml or .yml file: no listener is defined and nothing is served (certplane init DIR writes an example)")
+	case unreadable > 0:
+		err = fmt.Errorf("no listener is defined by the %d config file(s) that parse (%d more have errors): nothing is served", len(files), unreadable)
+	default:
+		err = fmt.Errorf("no listener is defined in its %d config file(s): nothing is served (a listener needs a top-level listeners: list)", len(files))
+	}
+	return Problem{File: dir, Err: fileErr(dir, err)}, true
 }
 
 // loadConfigFiles parses every YAML file of dir, in name order.

@@ -659,7 +659,7 @@ func badInputCases() []loadCase {
 				f.editWeb("      mode: verify", "      mode: verify\n      allow_expired: sometimes")
 			},
 			want: func(f *fixture) []string {
-				return []string{"| $ROOT/config/web.yaml:7: cannot unmarshal !!str `sometimes` into bool"}
+				return []string{"| $ROOT/config/web.yaml:7: listeners[0] (\"web\").client_auth.allow_expired: cannot unmarshal !!str `sometimes` into bool"}
 			},
 		},
 		{
@@ -1064,4 +1064,41 @@ func TestTrustStoreExpiryWarnings(t *testing.T) {
 		fmt.Sprintf("s/ca.pem: certificate 1 (CN=Soon Root) expires on %s, in 2 days", day(ca.Cert.NotAfter)),
 		fmt.Sprintf("s/ca.crl: CRL 1 (issuer CN=Soon Root) expires on %s (nextUpdate), in 89 minutes: publish a fresh one before then, or clients of that CA are refused", day(now.Add(90*time.Minute))),
 	})
+}
+
+// TestNoListenerWarns: a config directory that defines no listener is a
+// warning (nothing is served, never what an operator meant), not an error.
+func TestNoListenerWarns(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"no yaml file", map[string]string{"README": "x"}, "holds no .yaml or .yml file: no listener is defined"},
+		{"only comments", map[string]string{"a.yaml": "# nothing yet\n"}, "no listener is defined in its 1 config file(s)"},
+		{"backends only", map[string]string{"b.yaml": "backends:\n  - name: b\n    endpoints: [\"127.0.0.1:1\"]\n"}, "no listener is defined in its 1 config file(s)"},
+		{"a broken file", map[string]string{"a.yaml": "listeners: [\n"}, "no listener is defined by the 0 config file(s) that parse (1 more have errors)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			certs, cfg := filepath.Join(dir, "certs"), filepath.Join(dir, "config")
+			for _, d := range []string{certs, cfg} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for name, data := range c.files {
+				if err := os.WriteFile(filepath.Join(cfg, name), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m, err := config.Load(certs, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Warnings) != 1 || m.Warnings[0].File != cfg || !strings.Contains(m.Warnings[0].Error(), c.want) {
+				t.Errorf("warnings = %v, want one on %s saying %q", m.Warnings, cfg, c.want)
+			}
+		})
+	}
 }

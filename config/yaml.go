@@ -183,12 +183,18 @@ func ParseConfig(file string, data []byte) (*ConfigFile, error) {
 			break
 		}
 		if err != nil {
-			errs = append(errs, yamlErrors(file, err)...)
+			// The tree of the same document names the field a type error is
+			// about (the decoder gives only its line).
+			var root yaml.Node
+			if terr := tree.Decode(&root); terr != nil {
+				root = yaml.Node{}
+			}
+			errs = append(errs, yamlErrors(file, err, docRoot(&root))...)
 			break
 		}
 		var root yaml.Node
 		if err := tree.Decode(&root); err != nil {
-			errs = append(errs, yamlErrors(file, err)...)
+			errs = append(errs, yamlErrors(file, err, nil)...)
 			break
 		}
 		errs = append(errs, cf.convertDoc(&raw, docRoot(&root))...)
@@ -259,8 +265,9 @@ func knownKeys(typ string) string {
 }
 
 // yamlErrors turns the decoder's errors into FileErrors with lines and
-// sentences an operator can act on.
-func yamlErrors(file string, err error) []error {
+// sentences an operator can act on. root, when known, is the document's
+// tree: a type error then names its field.
+func yamlErrors(file string, err error, root *yaml.Node) []error {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -283,6 +290,10 @@ func yamlErrors(file string, err error) []error {
 			m = reRawType.ReplaceAllStringFunc(m, func(s string) string {
 				return "into " + strings.TrimPrefix(where["raw"+strings.TrimPrefix(s, "into config.raw")], "in ")
 			})
+			// Only the decoder's own messages lack the field's name.
+			if f := fieldAt(root, line, m); f != "" && (strings.HasPrefix(m, "cannot unmarshal") || strings.HasPrefix(m, "mapping key")) {
+				m = f + ": " + m
+			}
 		} else {
 			if slices.Contains(parserErrors, m) {
 				// yaml reports parser (not scanner) errors with a 0-based

@@ -411,7 +411,7 @@ func TestXDSUnixSocketAccess(t *testing.T) {
 		// meanwhile: either way the embedded control plane has served.
 		own := pkitest.NewStandard(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 		lines, _ = startBin(t, []string{"TMPDIR=" + tmp}, "proxy", "--certs", own.Certs, "--config", own.Config, "--admin-address", "")
-		waitLine(t, lines, `msg="listener `)
+		waitLine(t, lines, `"msg":"listener `)
 		socks, _ := filepath.Glob(filepath.Join(tmp, "certplane-xds-*", "xds.sock"))
 		if len(socks) != 1 {
 			t.Fatalf("embedded xDS sockets under TMPDIR: %v, want one", socks)

@@ -40,13 +40,13 @@ func TestSIGHUPReloadsServe(t *testing.T) {
 func TestSIGHUPReloadsStandaloneProxy(t *testing.T) {
 	std := pkitest.NewStandard(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), "127.0.0.1:9001")
 	lines, cmd := startBin(t, nil, "proxy", "--certs", std.Certs, "--config", std.Config, "--admin-address", "")
-	waitLine(t, lines, `msg="reload: published"`)
+	waitLine(t, lines, `"msg":"reload: published"`)
 
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	l := waitLine(t, lines, "trigger=requested")
-	if !strings.Contains(l, `msg="reload: no change"`) {
+	l := waitLine(t, lines, `"trigger":"requested"`)
+	if !strings.Contains(l, `"msg":"reload: no change"`) {
 		t.Errorf("reload line after SIGHUP, nothing changed:\n%s", l)
 	}
 }

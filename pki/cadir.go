@@ -41,6 +41,7 @@ type crlStateJSON struct {
 type revokedEntry struct {
 	Serial string    `json:"serial"` // hex, as openssl prints it
 	At     time.Time `json:"revoked_at"`
+	Reason string    `json:"reason,omitempty"` // RFC 5280 CRLReason name; absent: unspecified
 }
 
 // CADir is a CA loaded from (or saved to) a directory.
@@ -294,7 +295,13 @@ func loadCRLState(path string) (*CRLState, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: revoked serial %q is not hex", path, r.Serial)
 		}
-		st.Revoked = append(st.Revoked, Revoked{Serial: s, At: r.At})
+		reason := Unspecified
+		if r.Reason != "" {
+			if reason, ok = ParseReason(r.Reason); !ok {
+				return nil, fmt.Errorf("%s: revoked serial %s: unknown reason %q", path, r.Serial, r.Reason)
+			}
+		}
+		st.Revoked = append(st.Revoked, Revoked{Serial: s, At: r.At, Reason: reason})
 	}
 	return st, nil
 }
@@ -302,7 +309,11 @@ func loadCRLState(path string) (*CRLState, error) {
 func (s CRLState) marshal() ([]byte, error) {
 	j := crlStateJSON{NextNumber: s.NextNumber.String(), Revoked: []revokedEntry{}}
 	for _, r := range s.Revoked {
-		j.Revoked = append(j.Revoked, revokedEntry{Serial: fmt.Sprintf("%X", r.Serial), At: r.At.UTC()})
+		e := revokedEntry{Serial: fmt.Sprintf("%X", r.Serial), At: r.At.UTC()}
+		if r.Reason != Unspecified {
+			e.Reason = r.Reason.String()
+		}
+		j.Revoked = append(j.Revoked, e)
 	}
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -315,16 +326,35 @@ func (s CRLState) marshal() ([]byte, error) {
 // it). It refuses a certificate this CA did not sign. It reports false when
 // the serial was already revoked, which leaves the list unchanged.
 func (d *CADir) Revoke(cert *x509.Certificate, at time.Time) (bool, error) {
+	return d.RevokeWithReason(cert, Unspecified, at)
+}
+
+// RevokeWithReason is Revoke recording why (the CRL entry's reasonCode).
+func (d *CADir) RevokeWithReason(cert *x509.Certificate, reason Reason, at time.Time) (bool, error) {
 	if err := cert.CheckSignatureFrom(d.CA.Cert); err != nil {
 		return false, fmt.Errorf("certificate %q (serial %X) was not issued by CA %q: %w",
 			cert.Subject.CommonName, cert.SerialNumber, d.CA.Cert.Subject.CommonName, err)
 	}
+	return d.RevokeSerial(cert.SerialNumber, reason, at)
+}
+
+// RevokeSerial adds a serial to the list without the certificate: for a
+// certificate that is lost, or known only from a log or `openssl x509
+// -serial`. Nothing proves this CA issued it; a serial it never issued
+// revokes nothing. A serial already revoked keeps its first entry.
+func (d *CADir) RevokeSerial(serial *big.Int, reason Reason, at time.Time) (bool, error) {
+	if serial == nil || serial.Sign() <= 0 {
+		return false, fmt.Errorf("serial %v: a certificate serial is a positive integer", serial)
+	}
+	if !reason.Valid() {
+		return false, fmt.Errorf("revocation reason %d is not one a CRL may carry", int(reason))
+	}
 	for _, r := range d.State.Revoked {
-		if r.Serial.Cmp(cert.SerialNumber) == 0 {
+		if r.Serial.Cmp(serial) == 0 {
 			return false, nil
 		}
 	}
-	d.State.Revoked = append(d.State.Revoked, Revoked{Serial: cert.SerialNumber, At: at.UTC().Truncate(time.Second)})
+	d.State.Revoked = append(d.State.Revoked, Revoked{Serial: new(big.Int).Set(serial), At: at.UTC().Truncate(time.Second), Reason: reason})
 	sort.Slice(d.State.Revoked, func(i, j int) bool { return d.State.Revoked[i].Serial.Cmp(d.State.Revoked[j].Serial) < 0 })
 	return true, nil
 }

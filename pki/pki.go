@@ -310,6 +310,7 @@ func (ca *CA) issueLeaf(o Options, eku x509.ExtKeyUsage) (*Leaf, error) {
 type Revoked struct {
 	Serial *big.Int
 	At     time.Time
+	Reason Reason // Unspecified: no reasonCode extension (RFC 5280 5.3.1)
 }
 
 // CRLOptions shapes a CRL.
@@ -337,7 +338,7 @@ func (ca *CA) CRL(o CRLOptions) ([]byte, error) {
 		if at.IsZero() {
 			at = o.ThisUpdate
 		}
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.Serial, RevocationTime: at})
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: r.Serial, RevocationTime: at, ReasonCode: int(r.Reason)})
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number:                    o.Number,

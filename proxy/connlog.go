@@ -115,7 +115,11 @@ func (p *Proxy) logHandshake(listener string, tc *trackedConn, cs *tls.Connectio
 			attrs = append(attrs, slog.Int("suppressed", suppressed))
 		}
 	}
-	p.connLog.LogAttrs(context.Background(), slog.LevelInfo, "handshake", attrs...)
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn // a refused client is what operators filter for
+	}
+	p.connLog.LogAttrs(context.Background(), level, "handshake", attrs...)
 }
 
 // envoyTime prints a time as Envoy's access log does by default

@@ -123,7 +123,11 @@ func startHealthChecker(cluster string, cfg *hcConfig, hosts []*host, scheme str
 					}
 				}
 				if now := h.healthy.Load(); now != was {
-					d.log.Info("health check changed host state", "cluster", cluster, "host", h.addr, "healthy", now)
+					level := slog.LevelWarn // a host leaving rotation
+					if now {
+						level = slog.LevelInfo
+					}
+					d.log.Log(context.Background(), level, "health check changed host state", "cluster", cluster, "host", h.addr, "healthy", now)
 				}
 				h.probed.Store(true)
 				if allProbed(hosts) && rt.warm.CompareAndSwap(false, true) {

@@ -14,8 +14,11 @@ out=$here/.state/build
 
 mkdir -p "$out/data"
 arch=$(docker version --format '{{.Server.Arch}}' 2>/dev/null || go env GOARCH)
+# The commit goes in by -X: GOFLAGS may carry -buildvcs=false.
+commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || true)
 (cd "$root" && CGO_ENABLED=0 GOOS=linux GOARCH="$arch" \
-	go build -trimpath -ldflags='-s -w' -o "$out/certplane" ./cmd/certplane)
+	go build -trimpath -ldflags="-s -w -X github.com/certplane/certplane/internal/buildinfo.commit=$commit" \
+	-o "$out/certplane" ./cmd/certplane)
 
 # The Dockerfile has no "# syntax=" line, so neither the legacy builder nor
 # BuildKit (with its built-in frontend) pulls anything for this target.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
 	"time"
 
 	"github.com/certplane/certplane/demobackend"
@@ -32,12 +31,17 @@ check of a scratch container image, which has no shell or curl.`)
 	probe := fs.String("probe", "", "probe this URL instead of serving")
 	timeout := durationFlag{d: 2 * time.Second}
 	fs.Var(&timeout, "timeout", "probe timeout")
+	logf := addLogFlags(fs, "info")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
 	if *probe != "" {
 		return demobackend.Probe(ctx, *probe, timeout.d)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "backend")
+	logger, err := logf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("component", "backend")
 	return demobackend.New(*name, logger).ListenAndServe(ctx, *listen)
 }

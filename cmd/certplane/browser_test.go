@@ -581,6 +581,7 @@ func TestProxyStatusView(t *testing.T) {
 		`certplane_expiring_soon{kind="server",name="server/default",subject="CN=localhost"} 0`,
 		`certplane_proxy_expiring_soon{kind="crl",name="trust/clients",subject="CN=certplane example CA,O=certplane example"} 1`,
 		`certplane_proxy_expiring_soon{kind="server",name="server/default",subject="CN=localhost"} 0`,
+		`certplane_build_info{commit=`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -40,6 +40,7 @@ Interrupt (Ctrl-C) stops everything.`)
 	backends := stringsFlag{}
 	fs.Var(&backends, "backends", `demo backend addresses, comma-separated or repeated; port 0 picks a free port (default "`+strings.Join(defaultInitBackends, ",")+`")`)
 	admin := fs.String("admin-address", demoAdmin, "the proxy's admin endpoint and status page")
+	logf := addLogFlags(fs, "warn")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -54,7 +55,10 @@ Interrupt (Ctrl-C) stops everything.`)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger, err := logf.logger(stderr)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	// Stop the backends and wait for them: their ports are free when runDemo returns.
 	defer func() { cancel(); wg.Wait() }()
@@ -77,7 +81,7 @@ Interrupt (Ctrl-C) stops everything.`)
 	defer cleanup()
 	backendErr := serveBackends(ctx, lns, logger, &wg, stdout)
 
-	proxyDone, err := demoProxy(ctx, dir, demoAddrs{listen: *listen, admin: *admin}, stdout, stderr)
+	proxyDone, err := demoProxy(ctx, dir, demoAddrs{listen: *listen, admin: *admin, log: logf}, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stdout, "\nThe example is in %s and both backends are up, but no proxy serves %s.\n", dir, *listen)
 		return fmt.Errorf("start the proxy: %w", err)

@@ -17,8 +17,9 @@ const demoAdmin = "127.0.0.1:18002"
 
 // demoAddrs are the proxy's addresses in the demo.
 type demoAddrs struct {
-	listen string // the example's listener
-	admin  string // the admin endpoint, asked for readiness
+	listen string    // the example's listener
+	admin  string    // the admin endpoint, asked for readiness
+	log    *logFlags // the demo's own --log-format and --log-level, passed on
 }
 
 // startDemoProxy starts the fallback proxy for `certplane demo` on the
@@ -38,7 +39,6 @@ func startDemoProxy(ctx context.Context, dir string, a demoAddrs, stdout, stderr
 		"--certs", filepath.Join(dir, "certs"),
 		"--config", filepath.Join(dir, "config"),
 		"--admin-address", a.admin,
-		"--log-level", "warn",
 		// The newest CRL of each CA survives a restart of the demo on DIR.
 		"--state-dir", filepath.Join(dir, "state"),
 	}
@@ -50,6 +50,9 @@ func startDemoProxy(ctx context.Context, dir string, a demoAddrs, stdout, stderr
 			return nil, fmt.Errorf("%s is busy (is another demo or certplane proxy running?): %w", addr, err)
 		}
 		_ = ln.Close()
+	}
+	if a.log != nil {
+		args = append(args, a.log.args()...)
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -94,7 +95,7 @@ func newFlagSet(name, synopsis, description string) *flag.FlagSet {
 // arguments are refused unless maxArgs allows them.
 func parseCLIFlags(fs *flag.FlagSet, args []string, maxArgs int, stdout, stderr io.Writer) error {
 	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
+	err := fs.Parse(flagsFirst(fs, args))
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -109,6 +110,46 @@ func parseCLIFlags(fs *flag.FlagSet, args []string, maxArgs int, stdout, stderr 
 		return &exitError{code: 2, err: err}
 	}
 	return nil
+}
+
+// flagsFirst moves flags that follow positional arguments in front of them,
+// so `certplane init DIR --listen ADDR` works like `init --listen ADDR DIR`
+// (the standard flag package stops at the first positional argument).
+// Everything after "--" stays positional. A flag's value is known to follow
+// it unless the flag is boolean or written as --name=value.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			positional = append(positional, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // unknown: Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue // boolean: no value follows
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(positional) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), positional...)
 }
 
 // usageError reports a missing or invalid flag value with exit status 2.
@@ -510,33 +551,58 @@ func crlFlags(fs *flag.FlagSet) (caDir, crlOut *string, next *durationFlag) {
 
 func runPKIRevoke(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki revoke",
-		"certplane pki revoke --ca DIR --cert FILE --crl-out FILE [--next-update D]",
+		"certplane pki revoke --ca DIR (--cert FILE | --serial HEX) [--reason R] --crl-out FILE [--next-update D]",
 		`Revoke the certificate in FILE (PEM or DER; the first certificate of a
-chain file) and write the CA's CRL with the next CRL number. The CA must have
-issued the certificate. Revoking twice keeps the first revocation time.`)
+chain file), or the serial HEX when the certificate is lost (as
+'openssl x509 -serial' prints it; colons allowed), and write the CA's CRL
+with the next CRL number. With --cert the CA must have issued the
+certificate. --reason records why (RFC 5280 reasonCode, OpenSSL's names:
+`+strings.Join(pki.ReasonNames(), ", ")+`). Revoking twice keeps the first
+revocation time and reason.`)
 	caDir, crlOut, next := crlFlags(fs)
-	certFile := fs.String("cert", "", "certificate to revoke (required)")
+	certFile := fs.String("cert", "", "certificate to revoke (this or --serial)")
+	serialHex := fs.String("serial", "", "serial number to revoke, hex (this or --cert)")
+	reasonName := fs.String("reason", "unspecified", "revocation reason: "+strings.Join(pki.ReasonNames(), ", "))
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
-	if *certFile == "" {
-		return usageError("--cert is required: the certificate to revoke")
+	if (*certFile == "") == (*serialHex == "") {
+		return usageError("give exactly one of --cert FILE or --serial HEX: what to revoke")
 	}
 	if *crlOut == "" {
 		return usageError("--crl-out is required: where to write the CRL")
+	}
+	reason, ok := pki.ParseReason(*reasonName)
+	if !ok {
+		return usageError("--reason %q: use one of %s", *reasonName, strings.Join(pki.ReasonNames(), ", "))
 	}
 	d, err := loadCAFlag(*caDir)
 	if err != nil {
 		return err
 	}
-	certs, err := pki.ReadCertsFile(*certFile)
-	if err != nil {
-		return err
-	}
-	cert := certs[0]
-	added, err := d.Revoke(cert, time.Now())
-	if err != nil {
-		return fmt.Errorf("%s: %w", *certFile, err)
+	var (
+		added bool
+		what  string
+	)
+	if *certFile != "" {
+		certs, err := pki.ReadCertsFile(*certFile)
+		if err != nil {
+			return err
+		}
+		cert := certs[0]
+		if added, err = d.RevokeWithReason(cert, reason, time.Now()); err != nil {
+			return fmt.Errorf("%s: %w", *certFile, err)
+		}
+		what = fmt.Sprintf("%q (serial %X)", cert.Subject.CommonName, cert.SerialNumber)
+	} else {
+		serial, err := parseSerial(*serialHex)
+		if err != nil {
+			return usageError("--serial %q: %v", *serialHex, err)
+		}
+		if added, err = d.RevokeSerial(serial, reason, time.Now()); err != nil {
+			return err
+		}
+		what = fmt.Sprintf("serial %X", serial)
 	}
 	crl, err := d.WriteCRL(*crlOut, time.Now(), next.d)
 	if err != nil {
@@ -546,9 +612,28 @@ issued the certificate. Revoking twice keeps the first revocation time.`)
 	if !added {
 		verb = "was already revoked:"
 	}
-	fmt.Fprintf(stdout, "%s %q (serial %X)\n", verb, cert.Subject.CommonName, cert.SerialNumber)
+	if added && reason != pki.Unspecified {
+		what += ", reason " + reason.String()
+	}
+	fmt.Fprintf(stdout, "%s %s\n", verb, what)
 	printCRL(stdout, *crlOut, crl)
 	return nil
+}
+
+// parseSerial reads a serial as OpenSSL prints it: hex, optionally with a
+// "serial=" or "0x" prefix and colons between bytes.
+func parseSerial(s string) (*big.Int, error) {
+	h := strings.TrimPrefix(strings.TrimSpace(s), "serial=")
+	h = strings.TrimPrefix(strings.TrimPrefix(h, "0x"), "0X")
+	h = strings.ReplaceAll(h, ":", "")
+	n, ok := new(big.Int).SetString(h, 16)
+	if !ok || h == "" || strings.HasPrefix(h, "-") || strings.HasPrefix(h, "+") {
+		return nil, fmt.Errorf("not a hex serial number")
+	}
+	if n.Sign() <= 0 {
+		return nil, fmt.Errorf("a certificate serial is a positive integer")
+	}
+	return n, nil
 }
 
 func runPKICRL(args []string, stdout, stderr io.Writer) error {

@@ -37,7 +37,8 @@ type proxyFlags struct {
 	xdsAddr, xdsCert, xdsKey, xdsCA string
 	xdsInsecure                     bool
 	nodeID, nodeCluster             string
-	adminAddr, logFile, logLevel    string
+	adminAddr, logFile              string
+	log                             *logFlags
 	drain                           time.Duration
 	expiryWarning                   durationFlag
 	trust                           trustFlags
@@ -68,7 +69,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.nodeCluster, "node-cluster", "certplane-proxy", "xDS node cluster")
 	fs.StringVar(&f.adminAddr, "admin-address", "127.0.0.1:18002", "admin endpoint: /healthz /readyz /status /metrics (empty: off)")
 	fs.StringVar(&f.logFile, "log-file", "", "write the connection log to this file instead of stdout")
-	fs.StringVar(&f.logLevel, "log-level", "info", "operational log level: debug, info, warn, error")
+	f.log = addLogFlags(fs, "info")
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
 	f.expiryWarning = durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&f.expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a certificate or a CRL's nextUpdate is this close")
@@ -79,9 +80,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.xdsAddr != "" && f.trust.set(fs) {
 		return usageError("--state-dir and --max-trust-store-size apply to standalone mode; with --xds, give them to certplane serve")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return usageError("--log-level %q: %v", f.logLevel, err)
+	log, err := f.log.logger(stderr)
+	if err != nil {
+		return err
 	}
 	if (f.xdsCert == "") != (f.xdsKey == "") {
 		return usageError("--xds-cert and --xds-key go together")
@@ -89,7 +90,6 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.xdsAddr == "" && (f.xdsCert != "" || f.xdsCA != "") {
 		return usageError("--xds-cert, --xds-key and --xds-ca need --xds")
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	connOut := stdout
 	if f.logFile != "" {
 		fl, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)

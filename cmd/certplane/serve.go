@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"strconv"
 
@@ -66,7 +65,7 @@ loopback.`)
 	fs.Var(&maxDelay, "max-delay", "longest wait from a change to its reload, however busy the directories")
 	resync := durationFlag{d: watcher.DefaultResync}
 	fs.Var(&resync, "resync", "reload periodically even without file events (inotify can miss some)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logf := addLogFlags(fs, "info")
 	expiryWarning := durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
 	trust := addTrustFlags(fs, false)
@@ -76,11 +75,10 @@ loopback.`)
 	if *certs == "" || *configDir == "" {
 		return usageError("--certs and --config are required")
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError("--log-level %q: want debug, info, warn or error", *logLevel)
+	log, err := logf.logger(stderr)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	sec := xds.Security{
 		CertFile: *xdsCert, KeyFile: *xdsKey, ClientCAFile: *xdsCA, ClientCRLFiles: xdsCRLs,
 		Insecure: *insecureXDS, SocketGroup: *socketGroup, Logger: log,

@@ -48,10 +48,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime/debug"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -62,6 +60,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/certplane/certplane/internal/buildinfo"
 )
 
 // UserAgentName is the node's user_agent_name, so a control plane can tell the
@@ -247,7 +247,7 @@ func newClient(cfg Config) (*client, credentials.TransportCredentials, error) {
 	}
 	version := cfg.UserAgentVersion
 	if version == "" {
-		version = buildVersion()
+		version = buildinfo.Get().Short()
 	}
 	c.node = &corev3.Node{
 		Id:                   cfg.NodeID,
@@ -256,24 +256,6 @@ func newClient(cfg Config) (*client, credentials.TransportCredentials, error) {
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: version},
 	}
 	return c, creds, nil
-}
-
-// buildVersion is the main module's version, or its VCS revision for a
-// development build.
-func buildVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			return fmt.Sprintf("devel+%.12s", s.Value)
-		}
-	}
-	return "devel"
 }
 
 func (c *client) setConnected(up bool) {
