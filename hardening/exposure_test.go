@@ -733,7 +733,7 @@ func TestProxyOverUnixXDS(t *testing.T) {
 	plines, _ := startBin(t, nil, "proxy", "--xds", sock, "--node-id", "edge", "--admin-address", "")
 	// The backend is routable once its first health check passed; that
 	// line may come before or after the listener's.
-	waitLines(t, plines, "listener started", "healthy=true")
+	waitLines(t, plines, "listener started", `"healthy":true`)
 
 	pool := x509.NewCertPool()
 	pool.AddCert(std.CA.Cert)
