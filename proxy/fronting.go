@@ -7,9 +7,9 @@ import "fmt"
 // 421 to a request whose authority another listener of the address
 // claims. Envoy keeps an HTTP/1 Host header as :authority, and so does
 // the proxy: net/http gives both the HTTP/2 :authority and the HTTP/1
-// Host (or the authority of an absolute-form target, which takes
-// precedence as in Envoy) as Request.Host, as received: case and port
-// kept, matched by the matcher's own rules (ignore_case).
+// Host (or the authority of an absolute-form target) as Request.Host, as
+// received: case and port kept, matched by the matcher's own rules
+// (ignore_case).
 const authorityPseudoHeader = ":authority"
 
 // values is what a header matcher on name sees of the request: every value
