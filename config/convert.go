@@ -82,6 +82,7 @@ func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 		}
 		l.SourceFile = cf.File
 		cf.Listeners = append(cf.Listeners, l)
+		cf.Warnings = append(cf.Warnings, xfccWarning(cf.File, pathLine(n, 0, "client_cert_headers"), l)...)
 	}
 	bnodes := mapValue(root, "backends")
 	for i, rb := range raw.Backends {
@@ -185,23 +186,14 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 
 	switch {
 	case rl.ClientCertHeaders != nil:
-		hs := make([]ClientCertHeader, 0, len(*rl.ClientCertHeaders))
-		for i, s := range *rl.ClientCertHeaders {
-			h, err := ParseClientCertHeader(s)
-			if err != nil {
-				return nil, errAt(at("client_cert_headers"), "client_cert_headers[%d]: %v", i, err)
-			}
-			if slices.Contains(hs, h) {
-				return nil, errAt(at("client_cert_headers"), "client_cert_headers: %q is listed twice", s)
-			}
-			hs = append(hs, h)
+		hs, x, ierr := convertCertHeaders(*rl.ClientCertHeaders, ca.Mode, at("client_cert_headers"))
+		if ierr != nil {
+			return nil, ierr
 		}
-		if len(hs) > 0 && ca.Mode == ModeOff {
-			return nil, errAt(at("client_cert_headers"), "client_cert_headers: no client certificate is requested with client_auth mode off, so there is nothing to forward")
-		}
-		l.ClientCertHeaders = hs
+		l.ClientCertHeaders, l.XFCC = hs, x
 	case ca.Mode != ModeOff:
 		l.ClientCertHeaders = []ClientCertHeader{HeaderXFCC}
+		l.XFCC = DefaultXFCC()
 	}
 
 	if len(rl.Routes) == 0 {
@@ -221,7 +213,10 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 				return nil, errAt(rline, "routes[%d]: path_prefix %q is already routed above; this route would never match", i, r.PathPrefix)
 			}
 		}
-		l.Routes = append(l.Routes, Route(r))
+		l.Routes = append(l.Routes, Route{PathPrefix: r.PathPrefix, Backend: r.Backend})
+	}
+	if ierr := convertRouteAllow(l, rl.Routes, routes, at("routes")); ierr != nil {
+		return nil, ierr
 	}
 	return l, nil
 }
@@ -362,6 +357,9 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 		if len(rc.SubjectAltNames) > 0 {
 			set = append(set, "subject_alt_names")
 		}
+		if rc.Subjects != nil {
+			set = append(set, "subjects")
+		}
 		if len(set) > 0 {
 			what := "requests no client certificate"
 			if ca.Mode == ModePassthrough {
@@ -423,6 +421,16 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 			return ca, errAt(item("subject_alt_names", i), "client_auth: subject_alt_names[%d]: %v", i, err)
 		}
 		ca.SubjectAltNames = append(ca.SubjectAltNames, m)
+	}
+	if rc.Subjects != nil {
+		if len(rc.Subjects) == 0 {
+			return ca, errAt(at("subjects"), "client_auth: subjects is empty, which would admit nobody; remove it to admit every verified client")
+		}
+		subjects, ierr := convertIdentities(rc.Subjects, mapValue(n, "subjects"), at("subjects"), "client_auth: subjects")
+		if ierr != nil {
+			return ca, ierr
+		}
+		ca.Subjects = subjects
 	}
 	return ca, nil
 }

@@ -63,6 +63,7 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	r.m.Warnings = slices.Concat(servers.warnings, clients.warnings, trust.warnings)
 	r.resolve(files)
 	r.m.Warnings = append(r.m.Warnings, r.adminLoops(files, l.AdminAddresses)...)
+	r.m.Warnings = append(r.m.Warnings, listenerWarnings(files, r.m.Listeners)...)
 	if w, ok := noListeners(configDir, files, len(fileProblems)); ok {
 		r.m.Warnings = append(r.m.Warnings, w)
 	}

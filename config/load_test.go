@@ -65,6 +65,7 @@ func TestLoadValidTree(t *testing.T) {
 		HTTP:              config.HTTPPolicy{HeadersWithUnderscores: config.UnderscoresDrop},
 		ClientAuth:        config.ClientAuth{Mode: config.ModeVerify, TrustStore: "clients", CRL: config.CRLFullChain, AdvertiseCANames: true},
 		ClientCertHeaders: []config.ClientCertHeader{config.HeaderXFCC},
+		XFCC:              config.DefaultXFCC(),
 		Routes:            []config.Route{{PathPrefix: "/", Backend: "app"}},
 		SourceFile:        f.path("config/web.yaml"),
 	}
@@ -643,7 +644,7 @@ func badInputCases() []loadCase {
 				f.editWeb("      mode: verify", "      mode: verify\n      verify_depth: 3")
 			},
 			want: func(f *fixture) []string {
-				return []string{`| $ROOT/config/web.yaml:7: unknown key "verify_depth" in client_auth (known keys: mode, trust_store, crl, allow_expired, max_verify_depth, certificate_hashes, spki_hashes, advertise_ca_names, subject_alt_names)`}
+				return []string{`| $ROOT/config/web.yaml:7: unknown key "verify_depth" in client_auth (known keys: mode, trust_store, crl, allow_expired, max_verify_depth, certificate_hashes, spki_hashes, advertise_ca_names, subject_alt_names, subjects)`}
 			},
 		},
 		{

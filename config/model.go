@@ -68,8 +68,11 @@ type Listener struct {
 	HTTP              HTTPPolicy
 	ClientAuth        ClientAuth
 	ClientCertHeaders []ClientCertHeader
-	Routes            []Route
-	SourceFile        string
+	// XFCC is how x-forwarded-client-cert is built when ClientCertHeaders
+	// holds HeaderXFCC (config/xfcc.go); the zero value otherwise.
+	XFCC       XFCC
+	Routes     []Route
+	SourceFile string
 	// Fingerprint is a SHA-256 of the listener and of everything it
 	// translates from: its server certificates, trust store, and the
 	// backends of its routes (with their trust stores and client
@@ -106,6 +109,9 @@ type ClientAuth struct {
 	SPKIHashes        []string // base64 sha256 of SPKI
 	AdvertiseCANames  bool     // default true
 	SubjectAltNames   []SANMatcher
+	// Subjects, when set, admits only clients whose verified certificate
+	// matches one entry; others get 403 on every route (Envoy's RBAC).
+	Subjects []IdentityMatcher
 }
 
 // SANMatcher is one entry of the subject-alt-name allow-list. Exactly one of
@@ -123,6 +129,9 @@ type SANMatcher struct {
 type Route struct {
 	PathPrefix string
 	Backend    string
+	// Allow, when set, admits only clients whose verified certificate
+	// matches one entry; others get 403 (config/authz.go).
+	Allow []IdentityMatcher
 }
 
 // Backend is a set of upstream endpoints balanced round robin.

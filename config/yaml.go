@@ -24,16 +24,16 @@ type rawFile struct {
 }
 
 type rawListener struct {
-	Name              string         `yaml:"name"`
-	Address           string         `yaml:"address"`
-	ServerNames       *[]string      `yaml:"server_names"`
-	Certificates      []string       `yaml:"certificates"`
-	TLSPolicy         *rawTLSPolicy  `yaml:"tls_policy"`
-	HTTP2             *bool          `yaml:"http2"`
-	HTTP              *rawHTTP       `yaml:"http"`
-	ClientAuth        *rawClientAuth `yaml:"client_auth"`
-	ClientCertHeaders *[]string      `yaml:"client_cert_headers"`
-	Routes            []rawRoute     `yaml:"routes"`
+	Name              string           `yaml:"name"`
+	Address           string           `yaml:"address"`
+	ServerNames       *[]string        `yaml:"server_names"`
+	Certificates      []string         `yaml:"certificates"`
+	TLSPolicy         *rawTLSPolicy    `yaml:"tls_policy"`
+	HTTP2             *bool            `yaml:"http2"`
+	HTTP              *rawHTTP         `yaml:"http"`
+	ClientAuth        *rawClientAuth   `yaml:"client_auth"`
+	ClientCertHeaders *[]rawCertHeader `yaml:"client_cert_headers"`
+	Routes            []rawRoute       `yaml:"routes"`
 }
 
 type rawHTTP struct {
@@ -41,15 +41,16 @@ type rawHTTP struct {
 }
 
 type rawClientAuth struct {
-	Mode              string   `yaml:"mode"`
-	TrustStore        string   `yaml:"trust_store"`
-	CRL               *string  `yaml:"crl"`
-	AllowExpired      bool     `yaml:"allow_expired"`
-	MaxVerifyDepth    *uint32  `yaml:"max_verify_depth"`
-	CertificateHashes []string `yaml:"certificate_hashes"`
-	SPKIHashes        []string `yaml:"spki_hashes"`
-	AdvertiseCANames  *bool    `yaml:"advertise_ca_names"`
-	SubjectAltNames   []rawSAN `yaml:"subject_alt_names"`
+	Mode              string        `yaml:"mode"`
+	TrustStore        string        `yaml:"trust_store"`
+	CRL               *string       `yaml:"crl"`
+	AllowExpired      bool          `yaml:"allow_expired"`
+	MaxVerifyDepth    *uint32       `yaml:"max_verify_depth"`
+	CertificateHashes []string      `yaml:"certificate_hashes"`
+	SPKIHashes        []string      `yaml:"spki_hashes"`
+	AdvertiseCANames  *bool         `yaml:"advertise_ca_names"`
+	SubjectAltNames   []rawSAN      `yaml:"subject_alt_names"`
+	Subjects          []rawIdentity `yaml:"subjects"`
 }
 
 type rawSAN struct {
@@ -61,9 +62,20 @@ type rawSAN struct {
 	Regex    *string `yaml:"regex"`
 }
 
+// rawIdentity is one allow or client_auth.subjects entry.
+type rawIdentity struct {
+	Type     string  `yaml:"type"`
+	Exact    *string `yaml:"exact"`
+	Prefix   *string `yaml:"prefix"`
+	Suffix   *string `yaml:"suffix"`
+	Contains *string `yaml:"contains"`
+	Regex    *string `yaml:"regex"`
+}
+
 type rawRoute struct {
-	PathPrefix string `yaml:"path_prefix"`
-	Backend    string `yaml:"backend"`
+	PathPrefix string        `yaml:"path_prefix"`
+	Backend    string        `yaml:"backend"`
+	Allow      []rawIdentity `yaml:"allow"`
 }
 
 type rawBackend struct {
@@ -150,6 +162,8 @@ type ConfigFile struct {
 	// Problems holds per-listener defects (Listener set) and per-backend
 	// defects (Listener "", the text names the backend).
 	Problems []Problem
+	// Warnings holds per-listener warnings of valid listeners.
+	Warnings []Problem
 
 	nameLines   []int                // line of each of Names
 	backendErrs map[string][]Problem // by backend name
@@ -230,11 +244,13 @@ var where = map[string]string{
 	"rawHTTP":        "in a listener's http",
 	"rawClientAuth":  "in client_auth",
 	"rawSAN":         "in a subject_alt_names entry",
+	"rawIdentity":    "in an allow or subjects entry",
 	"rawRoute":       "in a route",
 	"rawBackend":     "in a backend",
 	"rawHealthCheck": "in health_check",
 	"rawUpstreamTLS": "in a backend's tls",
 	"rawCustomTLS":   "in tls_policy",
+	"rawXFCC":        "in a client_cert_headers xfcc entry",
 }
 
 var rawTypes = map[string]reflect.Type{
@@ -243,6 +259,7 @@ var rawTypes = map[string]reflect.Type{
 	"rawHTTP":        reflect.TypeOf(rawHTTP{}),
 	"rawClientAuth":  reflect.TypeOf(rawClientAuth{}),
 	"rawSAN":         reflect.TypeOf(rawSAN{}),
+	"rawIdentity":    reflect.TypeOf(rawIdentity{}),
 	"rawRoute":       reflect.TypeOf(rawRoute{}),
 	"rawBackend":     reflect.TypeOf(rawBackend{}),
 	"rawHealthCheck": reflect.TypeOf(rawHealthCheck{}),
@@ -252,6 +269,9 @@ var rawTypes = map[string]reflect.Type{
 func knownKeys(typ string) string {
 	if typ == "rawCustomTLS" {
 		return "min_version, max_version, cipher_suites"
+	}
+	if typ == "rawXFCC" {
+		return "mode, fields"
 	}
 	t, ok := rawTypes[typ]
 	if !ok {

@@ -78,6 +78,7 @@ backends:
 			},
 		},
 		ClientCertHeaders: []config.ClientCertHeader{config.HeaderALB, config.HeaderXFCC},
+		XFCC:              config.DefaultXFCC(),
 		Routes:            []config.Route{{PathPrefix: "/api", Backend: "payments"}, {PathPrefix: "/", Backend: "payments"}},
 		SourceFile:        "c.yaml",
 	}

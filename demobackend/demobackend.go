@@ -9,7 +9,9 @@
 //	POST /healthz/fail   make /healthz answer 503 (to drive health checks)
 //	POST /healthz/ok     make /healthz answer 200 again
 //	GET  /headers        JSON Echo of the request (headers, TLS, remote address)
-//	any  /...            200 "<name>\n"; header X-Backend: <name>
+//	any  /...            200 "<name>\n"; header X-Backend: <name>; a browser's GET
+//	                     (Accept: text/html) gets it as a page with an inline
+//	                     empty icon, so it fetches no /favicon.ico
 package demobackend
 
 import (
@@ -17,10 +19,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -66,7 +70,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-func (s *Server) root(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) root(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		// A browser: a page whose inline empty icon stops the browser from
+		// fetching /favicon.ico, a request that would take the next
+		// round-robin turn, so every reload shows the other backend as the
+		// cloud guides' browser test expects.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		name := html.EscapeString(s.name)
+		_, _ = io.WriteString(w, `<!doctype html><meta charset="utf-8"><title>`+name+`</title><link rel="icon" href="data:,"><pre>`+name+"\n</pre>\n")
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, s.name+"\n")
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,24 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if err := demobackend.Probe(context.Background(), url+"/healthz", time.Second); err == nil || !strings.HasPrefix(err.Error(), "probe: Get ") {
 		t.Fatalf("probe of a stopped backend: %v", err)
+	}
+}
+
+// TestBrowserPageHasNoFavicon: a browser's GET gets a page with an inline
+// empty icon (no /favicon.ico request to take a round-robin turn); curl's
+// answer stays the plain name.
+func TestBrowserPageHasNoFavicon(t *testing.T) {
+	s := demobackend.New("backend <1>", nil)
+	for _, c := range []struct{ accept, wantType, wantBody string }{
+		{"text/html,application/xhtml+xml,*/*;q=0.8", "text/html; charset=utf-8", `<link rel="icon" href="data:,"><pre>backend &lt;1&gt;` + "\n</pre>"},
+		{"*/*", "text/plain; charset=utf-8", "backend <1>\n"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://b/", nil)
+		req.Header.Set("Accept", c.accept)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if got := rec.Header().Get("Content-Type"); got != c.wantType || !strings.Contains(rec.Body.String(), c.wantBody) {
+			t.Errorf("Accept %q: %s %q, want %s containing %q", c.accept, got, rec.Body.String(), c.wantType, c.wantBody)
+		}
 	}
 }

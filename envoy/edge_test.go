@@ -138,6 +138,12 @@ func TestIdentityHeadersRemovedFirst(t *testing.T) {
 			for _, h := range connectionManagers(t, lis) {
 				switch h.GetForwardClientCertDetails() {
 				case hcmv3.HttpConnectionManager_SANITIZE, hcmv3.HttpConnectionManager_SANITIZE_SET:
+				case hcmv3.HttpConnectionManager_APPEND_FORWARD, hcmv3.HttpConnectionManager_FORWARD_ONLY:
+					// Only where the operator chose it (xfcc mode); never
+					// ALWAYS_FORWARD_ONLY, which forwards without a certificate.
+					if !strings.HasPrefix(gc.name, "xfcc-") {
+						t.Errorf("%s: forward_client_cert_details = %v outside the xfcc-* cases", where, h.GetForwardClientCertDetails())
+					}
 				default:
 					t.Errorf("%s: forward_client_cert_details = %v, want SANITIZE or SANITIZE_SET", where, h.GetForwardClientCertDetails())
 				}

@@ -102,14 +102,17 @@ func HTTPConnectionManager(l *config.Listener, o Options) (*hcmv3.HttpConnection
 		AccessLog:                    []*accesslogv3.AccessLog{log},
 	}
 	if slices.Contains(l.ClientCertHeaders, config.HeaderXFCC) {
-		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
-		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{
-			Subject: wrapperspb.Bool(true),
-			Cert:    true,
-			Chain:   true,
-			Uri:     true,
-			Dns:     true,
+		if h.ForwardClientCertDetails, h.SetCurrentClientCertDetails, err = XFCCDetails(l.XFCC); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}
+	}
+	rbac, err := rbacHTTPFilter(l)
+	if err != nil {
+		return nil, err
+	}
+	if rbac != nil {
+		// After the identity headers are stripped, before the router.
+		h.HttpFilters = slices.Insert(h.HttpFilters, len(h.HttpFilters)-1, rbac)
 	}
 	for _, x := range l.ClientCertHeaders {
 		if x != config.HeaderXFCC && x != config.HeaderALB {

@@ -78,12 +78,15 @@ func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfigurati
 			withCert := forward(r)
 			withCert.Match.TlsContext = &routev3.RouteMatch_TlsContextMatchOptions{Presented: wrapperspb.Bool(true)}
 			withCert.RequestHeadersToAdd = albHeaders()
+			routeRBAC(l, r, withCert)
 			vh.Routes = append(vh.Routes, withCert)
 			if l.ClientAuth.Mode == config.ModeVerify {
 				continue // a certificate is always presented
 			}
 		}
-		vh.Routes = append(vh.Routes, forward(r))
+		fwd := forward(r)
+		routeRBAC(l, r, fwd)
+		vh.Routes = append(vh.Routes, fwd)
 	}
 	rc := &routev3.RouteConfiguration{
 		Name:         l.Name,

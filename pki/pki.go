@@ -82,6 +82,9 @@ type Options struct {
 	Serial *big.Int
 	// NotCA makes a "CA" with basicConstraints CA:FALSE (for attack tests).
 	NotCA bool
+	// RawSubject, when set, is the subject's DER as written (tests of
+	// names crypto/x509 cannot build: multi-valued RDNs, string types).
+	RawSubject []byte
 }
 
 // CA is a certificate authority: its certificate, its key, and the chain of
@@ -172,6 +175,7 @@ func (o *Options) prepare(isCA bool) (crypto.Signer, *x509.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               subject,
+		RawSubject:            o.RawSubject,
 		NotBefore:             nb,
 		NotAfter:              na,
 		DNSNames:              o.DNSNames,

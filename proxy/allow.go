@@ -13,9 +13,11 @@ import (
 	// that an Any holding one of them can be unpacked.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/rbac/principals/mtls_authenticated/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
@@ -73,11 +75,21 @@ var allowed = map[protoreflect.FullName][]string{
 	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":                                               {"route_config_name", "config_source"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                                        {"name", "typed_config"},
 	"envoy.extensions.filters.http.router.v3.Router":                                                                {},
+	"envoy.extensions.filters.http.rbac.v3.RBAC":                                                                    {"rules"},
+	"envoy.extensions.filters.http.rbac.v3.RBACPerRoute":                                                            {"rbac"},
+	"envoy.config.rbac.v3.RBAC":                                                                                     {"action", "policies"},
+	"envoy.config.rbac.v3.Policy":                                                                                   {"permissions", "principals"},
+	"envoy.config.rbac.v3.Permission":                                                                               {"any"},
+	"envoy.config.rbac.v3.Principal":                                                                                {"and_ids", "or_ids", "not_id", "any", "authenticated", "custom"},
+	"envoy.config.rbac.v3.Principal.Set":                                                                            {"ids"},
+	"envoy.config.rbac.v3.Principal.Authenticated":                                                                  {"principal_name"},
+	"envoy.config.core.v3.TypedExtensionConfig":                                                                     {"name", "typed_config"},
+	"envoy.extensions.rbac.principals.mtls_authenticated.v3.Config":                                                 {"san_matcher", "any_validated_client_certificate"},
 	"envoy.config.core.v3.HttpProtocolOptions":                                                                      {"idle_timeout", "headers_with_underscores_action"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails": {"subject", "cert", "chain", "uri", "dns"},
 	"envoy.config.route.v3.RouteConfiguration":                                                                      {"name", "virtual_hosts", "request_headers_to_remove", "request_headers_to_add"},
 	"envoy.config.route.v3.VirtualHost":                                                                             {"name", "domains", "routes", "request_headers_to_remove", "request_headers_to_add"},
-	"envoy.config.route.v3.Route":                                                                                   {"name", "match", "route", "direct_response", "request_headers_to_remove", "request_headers_to_add"},
+	"envoy.config.route.v3.Route":                                                                                   {"name", "match", "route", "direct_response", "request_headers_to_remove", "request_headers_to_add", "typed_per_filter_config"},
 	"envoy.config.route.v3.RouteMatch":                                                                              {"prefix", "headers", "tls_context"},
 	"envoy.config.route.v3.HeaderMatcher":                                                                           {"name", "string_match", "present_match", "invert_match", "treat_missing_header_as_empty"},
 	"envoy.config.route.v3.RouteMatch.TlsContextMatchOptions":                                                       {"presented"},
@@ -122,8 +134,9 @@ var allowedEnums = map[protoreflect.FullName][]string{
 	"envoy.config.core.v3.HttpProtocolOptions.headers_with_underscores_action":                     {"ALLOW", "REJECT_REQUEST", "DROP_HEADER"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.codec_type": {"AUTO"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.forward_client_cert_details": {
-		"SANITIZE", "SANITIZE_SET",
+		"SANITIZE", "SANITIZE_SET", "APPEND_FORWARD", "FORWARD_ONLY",
 	},
+	"envoy.config.rbac.v3.RBAC.action":                                         {"ALLOW"},
 	"envoy.config.cluster.v3.Cluster.lb_policy":                                {"ROUND_ROBIN"},
 	"envoy.config.cluster.v3.Cluster.type":                                     {"STATIC", "STRICT_DNS", "EDS"},
 	"envoy.config.cluster.v3.Cluster.dns_lookup_family":                        {"AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"},

@@ -26,6 +26,7 @@ type peerValues struct {
 	// xfccBy is the local certificate xfcc was rendered for (its URI SANs
 	// are XFCC's By=); a server-certificate rotation changes it.
 	xfccBy      *x509.Certificate
+	xfccFields  mtls.XFCCFields
 	xfcc        string
 	xfccSet     bool
 	expanded    map[string]string // format → value
@@ -34,17 +35,18 @@ type peerValues struct {
 	logFieldSet bool
 }
 
-// xfccValue is mtls.XFCC(local, peer), computed once per connection and
-// local certificate. c may be nil (no tracked connection): no caching.
-func (c *trackedConn) xfccValue(local *x509.Certificate, peer []*x509.Certificate) string {
+// xfccValue is mtls.XFCCWith(local, peer, f), computed once per
+// connection, local certificate and field set. c may be nil (no tracked
+// connection): no caching.
+func (c *trackedConn) xfccValue(local *x509.Certificate, peer []*x509.Certificate, f mtls.XFCCFields) string {
 	if c == nil {
-		return mtls.XFCC(local, peer)
+		return mtls.XFCCWith(local, peer, f)
 	}
 	pv := &c.peerValues
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
-	if !pv.xfccSet || pv.xfccBy != local {
-		pv.xfcc, pv.xfccBy, pv.xfccSet = mtls.XFCC(local, peer), local, true
+	if !pv.xfccSet || pv.xfccBy != local || pv.xfccFields != f {
+		pv.xfcc, pv.xfccBy, pv.xfccFields, pv.xfccSet = mtls.XFCCWith(local, peer, f), local, f, true
 	}
 	return pv.xfcc
 }

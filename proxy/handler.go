@@ -175,6 +175,9 @@ func (lr *listenerRuntime) pickRoute(st *state, r *http.Request, ex *exchange, s
 	}
 	facts := requestFacts{header: r.Header, authority: r.Host, presented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0}
 	ex.vhost, ex.route = ex.routes.match(r.Host, ex.path, facts)
+	if !lr.authorize(ex, r.TLS, sw) {
+		return false
+	}
 	switch {
 	case ex.route == nil:
 		sw.fail(http.StatusNotFound, "no route matched")
@@ -329,12 +332,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	// carry a forged identity header past every sanitization above, and
 	// backends that merge trailers into headers would believe it.
 	out.Trailer = nil
-	// SANITIZE and SANITIZE_SET both remove any inbound XFCC; SANITIZE_SET
-	// then sets it when the client presented a certificate.
-	out.Header.Del(xfccHeader)
-	if ex.chain.hcm.sanitizeSet && in.TLS != nil && len(in.TLS.PeerCertificates) > 0 {
-		out.Header.Set(xfccHeader, ex.conn.xfccValue(ex.chain.leaf, in.TLS.PeerCertificates))
-	}
+	ex.forwardClientCert(out.Header, in.TLS)
 	for _, m := range ex.chain.hcm.mutations {
 		m.apply(out.Header)
 	}

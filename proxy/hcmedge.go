@@ -10,6 +10,7 @@ import (
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -26,27 +27,53 @@ type headerMutation struct {
 	removeMatch *mtls.StringMatcher
 }
 
-// checkHTTPFilters accepts header_mutation filters followed by the router,
-// last, and returns the filters' request mutations in order.
-func checkHTTPFilters(filters []*hcmv3.HttpFilter) ([]headerMutation, error) {
+// httpFilters is what the proxy honours of a connection manager's filters.
+type httpFilters struct {
+	mutations []headerMutation // request mutations, in filter order
+	rbacSet   bool             // the RBAC filter is in the chain
+	rbac      *rbacConfig      // its config
+}
+
+// checkHTTPFilters accepts header_mutation filters, then at most one RBAC
+// filter, then the router, last: the order certplane emits (identity
+// headers stripped before anything reads the request).
+func checkHTTPFilters(filters []*hcmv3.HttpFilter) (httpFilters, error) {
+	var out httpFilters
 	if len(filters) == 0 || filters[len(filters)-1].GetName() != routerFilterName {
-		return nil, fmt.Errorf("http_filters: the last filter must be %s", routerFilterName)
+		return out, fmt.Errorf("http_filters: the last filter must be %s", routerFilterName)
 	}
-	var out []headerMutation
 	for i, f := range filters[:len(filters)-1] {
+		if f.GetName() == rbacFilterName {
+			if out.rbacSet {
+				return out, fmt.Errorf("http_filters[%d]: a second %s is not implemented by certplane proxy", i, rbacFilterName)
+			}
+			var r rbacv3.RBAC
+			if err := f.GetTypedConfig().UnmarshalTo(&r); err != nil {
+				return out, fmt.Errorf("http_filters[%d].typed_config is not an RBAC: %w", i, err)
+			}
+			cfg, err := buildRBAC(&r)
+			if err != nil {
+				return out, fmt.Errorf("http_filters[%d] %s: %w", i, rbacFilterName, err)
+			}
+			out.rbacSet, out.rbac = true, cfg
+			continue
+		}
 		if f.GetName() != headerMutationFilterName {
-			return nil, fmt.Errorf("http_filters[%d]: %q is not implemented by certplane proxy (only %s before %s)", i, f.GetName(), headerMutationFilterName, routerFilterName)
+			return out, fmt.Errorf("http_filters[%d]: %q is not implemented by certplane proxy (only %s and %s before %s)", i, f.GetName(), headerMutationFilterName, rbacFilterName, routerFilterName)
+		}
+		if out.rbacSet {
+			return out, fmt.Errorf("http_filters[%d]: %s after %s is not implemented by certplane proxy", i, headerMutationFilterName, rbacFilterName)
 		}
 		var hm headermutationv3.HeaderMutation
 		if err := f.GetTypedConfig().UnmarshalTo(&hm); err != nil {
-			return nil, fmt.Errorf("http_filters[%d].typed_config is not a HeaderMutation: %w", i, err)
+			return out, fmt.Errorf("http_filters[%d].typed_config is not a HeaderMutation: %w", i, err)
 		}
 		for j, m := range hm.GetMutations().GetRequestMutations() {
 			hmut, err := buildHeaderMutation(m)
 			if err != nil {
-				return nil, fmt.Errorf("http_filters[%d].mutations.request_mutations[%d]: %w", i, j, err)
+				return out, fmt.Errorf("http_filters[%d].mutations.request_mutations[%d]: %w", i, j, err)
 			}
-			out = append(out, hmut)
+			out.mutations = append(out.mutations, hmut)
 		}
 	}
 	return out, nil

@@ -247,7 +247,7 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 	if rds.GetConfigSource().GetAds() == nil {
 		return nil, errors.New("rds.config_source must be ADS")
 	}
-	mutations, err := checkHTTPFilters(h.GetHttpFilters())
+	filters, err := checkHTTPFilters(h.GetHttpFilters())
 	if err != nil {
 		return nil, err
 	}
@@ -265,19 +265,19 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 	s := &hcmSettings{
 		routeName:         rds.GetRouteConfigName(),
 		statPrefix:        h.GetStatPrefix(),
-		sanitizeSet:       h.GetForwardClientCertDetails() == hcmv3.HttpConnectionManager_SANITIZE_SET,
+		xfcc:              h.GetForwardClientCertDetails(),
 		streamIdleTimeout: 5 * time.Minute, // Envoy's defaults
 		server:            serverSettings{idleTimeout: time.Hour, maxHeaderBytes: 60 << 10},
 		underscores:       h.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(),
 		path:              pathSettings(h),
-		mutations:         mutations,
+		mutations:         filters.mutations,
+		rbacSet:           filters.rbacSet,
+		rbac:              filters.rbac,
 	}
-	if s.sanitizeSet {
-		d := h.GetSetCurrentClientCertDetails()
-		if !(d.GetSubject().GetValue() && d.GetCert() && d.GetChain() && d.GetUri() && d.GetDns()) {
-			return nil, errors.New("set_current_client_cert_details other than subject, cert, chain, uri and dns all true is not implemented by certplane proxy")
-		}
-	}
+	// Every set_current_client_cert_details combination is implemented;
+	// it is read only where Envoy reads it (SANITIZE_SET, APPEND_FORWARD).
+	d := h.GetSetCurrentClientCertDetails()
+	s.xfccFields = mtls.XFCCFields{Cert: d.GetCert(), Chain: d.GetChain(), Subject: d.GetSubject().GetValue(), URI: d.GetUri(), DNS: d.GetDns()}
 	if t := h.GetRequestHeadersTimeout(); t != nil {
 		s.server.readHeaderTimeout = t.AsDuration()
 	}

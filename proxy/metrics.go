@@ -16,6 +16,8 @@ type metrics struct {
 	// requests_rejected_with_underscores_in_headers.
 	underscoreDropped  *prometheus.CounterVec
 	underscoreRejected *prometheus.CounterVec
+	// rbacDenied is Envoy's http.<listener>.rbac.denied, by route too.
+	rbacDenied *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
@@ -44,8 +46,12 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) *metrics {
 			Name: "certplane_proxy_requests_rejected_with_underscores_in_headers_total",
 			Help: "Requests refused with 400 because a header name has an underscore (headers_with_underscores_action REJECT_REQUEST).",
 		}, []string{"listener"}),
+		rbacDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certplane_proxy_rbac_denied_total",
+			Help: "Requests refused with 403 by the RBAC filter (route allow lists, client_auth.subjects), by listener and route (its name, else its path prefix; empty when no route matched).",
+		}, []string{"listener", "route"}),
 	}
-	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, m.underscoreDropped, m.underscoreRejected, &stateCollector{p: p})
+	reg.MustRegister(m.handshakes, m.requests, m.closedByRecheck, m.xdsConnected, m.underscoreDropped, m.underscoreRejected, m.rbacDenied, &stateCollector{p: p})
 	return m
 }
 

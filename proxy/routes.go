@@ -44,6 +44,18 @@ type route struct {
 	direct  *directResponse
 	timeout time.Duration // 0: no timeout (Envoy's "0s" disables it)
 	ops     headerOps
+	// name is Route.name; rbac is typed_per_filter_config's RBACPerRoute
+	// (nil: the filter's own config applies).
+	name string
+	rbac *rbacConfig
+}
+
+// label names the route in metrics: its name, else its path prefix.
+func (r *route) label() string {
+	if r.name != "" {
+		return r.name
+	}
+	return r.prefix
 }
 
 // directResponse is a route's direct_response: the proxy answers itself.
@@ -134,7 +146,17 @@ func buildRoute(r *routev3.Route) (*route, error) {
 	if !ok {
 		return nil, errors.New("match: only prefix is implemented by certplane proxy")
 	}
-	rt := &route{prefix: p.Prefix, timeout: envoyDefaultRouteTimeout}
+	rt := &route{prefix: p.Prefix, timeout: envoyDefaultRouteTimeout, name: r.GetName()}
+	for name, cfg := range r.GetTypedPerFilterConfig() {
+		if name != rbacFilterName {
+			return nil, fmt.Errorf("typed_per_filter_config[%s] is not implemented by certplane proxy (only %s)", name, rbacFilterName)
+		}
+		rc, err := buildRBACPerRoute(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("typed_per_filter_config[%s]: %w", name, err)
+		}
+		rt.rbac = rc
+	}
 	for k, h := range r.GetMatch().GetHeaders() {
 		m, err := buildHeaderMatcher(h)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/certplane/certplane/proxy/mtls"
 	"github.com/certplane/certplane/xds/client"
@@ -83,9 +84,16 @@ type hcmSettings struct {
 	// statPrefix names the config listener of a chain in the request log
 	// and metrics (certplane sets it to the listener's name; on a shared
 	// address the Listener's name is the address's).
-	statPrefix        string
-	sanitizeSet       bool // SANITIZE_SET: set XFCC; otherwise only remove it
+	statPrefix string
+	// xfcc is forward_client_cert_details; xfccFields is
+	// set_current_client_cert_details (SANITIZE_SET, APPEND_FORWARD).
+	xfcc              hcmv3.HttpConnectionManager_ForwardClientCertDetails
+	xfccFields        mtls.XFCCFields
 	streamIdleTimeout time.Duration
+	// rbacSet: the chain has the RBAC filter, whose own config is rbac
+	// (routes may replace it).
+	rbacSet bool
+	rbac    *rbacConfig
 	// underscores is headers_with_underscores_action.
 	underscores corev3.HttpProtocolOptions_HeadersWithUnderscoresAction
 	path        pathConfig

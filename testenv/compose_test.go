@@ -76,6 +76,13 @@ func TestComposeServices(t *testing.T) {
 			t.Errorf("service %q missing", name)
 		}
 	}
+	// A second `up` on the same volume reruns the one-shots: those that
+	// refuse an existing output must keep it instead.
+	for _, name := range []string{"pki", "pki-xds-ca"} {
+		if s, ok := c.Services[name]; ok && !slices.Contains(s.Command, "--keep") {
+			t.Errorf("%s: %v lacks --keep: a second compose up on the kept volume would fail", name, s.Command)
+		}
+	}
 	if len(c.Services) != len(want) {
 		t.Errorf("services = %d, want %d: update this test and README.md with any new one", len(c.Services), len(want))
 	}

@@ -436,6 +436,39 @@ step6() {
 }
 step6
 
+# ---- 7. a second up on the same volume ------------------------------------
+
+# down without -v, then up: the one-shot pki steps run again on a volume
+# that holds their output (init --keep, pki ca --keep) and must succeed;
+# what the volume holds, the CRL revoking alice included, is still served.
+step7() {
+	local t0
+	t0=$(now_ms)
+	if ! timeout 120 "${dcp[@]}" down --timeout 5 >"$tmp/down2.log" 2>&1; then
+		fail "7 second up: down (volume kept) failed: $(tr '\n' ' ' <"$tmp/down2.log" | head -c 300)"
+		return
+	fi
+	if ! timeout 180 "${dcp[@]}" up -d --no-build >"$tmp/up2.log" 2>&1; then
+		fail "7 second up: compose up on the kept volume failed: $(tr '\n' ' ' <"$tmp/up2.log" | tail -c 400)"
+		return
+	fi
+	for s in certplane backend1 backend2 proxy; do
+		if ! wait_healthy "$s" 90; then
+			fail "7 second up: $s is not healthy after 90 s"
+			return
+		fi
+	done
+	port=$(compose port proxy 8443 | sed 's/.*://')
+	if ! ok bob; then
+		fail "7 second up: bob refused (curl $REQ_RC http $REQ_CODE $REQ_ERR)"
+	elif ! refused alice; then
+		fail "7 second up: alice, revoked in step 3, was served again (curl $REQ_RC http $REQ_CODE)"
+	else
+		pass "7 second up without down -v: the pki steps kept the volume, healthy after $(secs_since "$t0"); bob served, alice still refused"
+	fi
+}
+step7
+
 echo "== $((steps - failures))/$steps passed in $(( $(date +%s) - started )) s =="
 if [ "$failures" -gt 0 ]; then
 	echo "RESULT: FAIL"

@@ -138,17 +138,24 @@ func printCheckListener(w io.Writer, m *config.Model, l *config.Listener, now ti
 	if ca.MaxVerifyDepth != nil {
 		fmt.Fprintf(w, ", max verify depth %d", *ca.MaxVerifyDepth)
 	}
+	if len(ca.Subjects) > 0 {
+		fmt.Fprintf(w, ", subjects (403 otherwise) %s", checkIdentityRules(ca.Subjects))
+	}
 	fmt.Fprintln(w)
 	if len(l.ClientCertHeaders) > 0 {
 		hs := make([]string, len(l.ClientCertHeaders))
 		for i, h := range l.ClientCertHeaders {
 			hs[i] = h.String()
 		}
-		fmt.Fprintf(w, "  client certificate headers: %s\n", strings.Join(hs, ", "))
+		fmt.Fprintf(w, "  client certificate headers: %s%s\n", strings.Join(hs, ", "), checkXFCC(l))
 	}
 	for _, r := range l.Routes {
 		b := m.Backends[r.Backend]
-		fmt.Fprintf(w, "  route %s -> backend %s: %s\n", r.PathPrefix, r.Backend, describeCheckBackend(b))
+		allow := ""
+		if len(r.Allow) > 0 {
+			allow = " allow " + checkIdentityRules(r.Allow)
+		}
+		fmt.Fprintf(w, "  route %s%s -> backend %s: %s\n", r.PathPrefix, allow, r.Backend, describeCheckBackend(b))
 	}
 	fmt.Fprintln(w)
 }

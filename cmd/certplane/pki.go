@@ -266,23 +266,32 @@ func clampValidity(issuer *x509.Certificate, validity time.Duration, stdout io.W
 
 func runPKICA(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki ca",
-		"certplane pki ca --out DIR [--name NAME] [--intermediate-of DIR] [--key-type T] [--validity D]",
+		"certplane pki ca --out DIR [--name NAME] [--intermediate-of DIR] [--key-type T] [--validity D] [--keep]",
 		`Create a CA directory: ca.crt, ca.key (mode 0600), crl-state.json and, for
 an intermediate, chain.pem (the issuers above it). The directory is created
 with mode 0700 and must not be inside a watched certs/ tree: put the CA's
 certificate (ca.crt) in certs/trust/<store>/ instead. An existing CA is never
-overwritten.`)
+overwritten: with --keep, a DIR that already holds a CA is left as it is and
+the command succeeds (for containers that run it on every start).`)
 	out := fs.String("out", "", "CA directory to create (required)")
 	name := fs.String("name", "", `CA common name (default "certplane root CA", or "certplane intermediate CA" with --intermediate-of)`)
 	parent := fs.String("intermediate-of", "", "CA directory of the issuing CA: create an intermediate signed by it")
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 3650 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 3650d or 87600h; an intermediate ends no later than its issuer")
+	keep := fs.Bool("keep", false, "succeed without change when DIR already holds a CA")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
 	if *out == "" {
 		return usageError("--out is required: the CA directory to create")
+	}
+	if *keep {
+		if d, err := pki.LoadCADir(*out); err == nil {
+			fmt.Fprintf(stdout, "kept CA %q (valid until %s) in %s\n", d.CA.Cert.Subject.CommonName,
+				d.CA.Cert.NotAfter.UTC().Format(time.RFC3339), *out)
+			return nil
+		}
 	}
 	keyType, err := checkKeyType(*kt)
 	if err != nil {

@@ -72,3 +72,35 @@ func TestPKIRevokeBySerialWithReason(t *testing.T) {
 		}
 	}
 }
+
+// TestPKICAKeep: --keep leaves an existing CA as it is and succeeds; a
+// directory holding something else is still refused.
+func TestPKICAKeep(t *testing.T) {
+	d := t.TempDir()
+	ca := filepath.Join(d, "ca")
+	mustCLI(t, "pki", "ca", "--out", ca, "--name", "Keep CA")
+	before, err := os.ReadFile(filepath.Join(ca, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mustCLI(t, "pki", "ca", "--out", ca, "--name", "Other", "--keep")
+	if !strings.HasPrefix(out, `kept CA "Keep CA"`) {
+		t.Errorf("pki ca --keep on an existing CA: %q", out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(ca, "ca.key")); string(after) != string(before) {
+		t.Error("pki ca --keep rewrote the CA key")
+	}
+	if _, _, code := cli(t, "pki", "ca", "--out", ca); code == 0 {
+		t.Error("pki ca without --keep overwrote an existing CA")
+	}
+	junk := filepath.Join(d, "junk")
+	if err := os.MkdirAll(junk, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(junk, "ca.key"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errb, code := cli(t, "pki", "ca", "--out", junk, "--keep"); code == 0 || !strings.Contains(errb, "refusing to overwrite a CA") {
+		t.Errorf("pki ca --keep on a non-CA directory holding ca.key: exit %d, %q", code, errb)
+	}
+}

@@ -125,6 +125,10 @@ func CN(cn string) Option { return func(o *pki.Options) { o.CommonName = cn } }
 // Organization sets the subject's O attribute.
 func Organization(org string) Option { return func(o *pki.Options) { o.Organization = org } }
 
+// RawSubject sets the subject's DER as written (CN and Organization are
+// then ignored in the certificate).
+func RawSubject(der []byte) Option { return func(o *pki.Options) { o.RawSubject = der } }
+
 // KeyType picks the key algorithm (default ECDSA P-256).
 func KeyType(kt pki.KeyType) Option { return func(o *pki.Options) { o.KeyType = kt } }
 

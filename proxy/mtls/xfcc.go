@@ -21,6 +21,21 @@ import (
 // localCert may be nil (no By). It returns "" when the peer sent no
 // certificate: SANITIZE_SET then removes the header.
 func XFCC(localCert *x509.Certificate, peerChain []*x509.Certificate) string {
+	return XFCCWith(localCert, peerChain, AllXFCCFields)
+}
+
+// XFCCFields are the elements of set_current_client_cert_details. Hash
+// (and By) are not among them: Envoy always writes them.
+type XFCCFields struct {
+	Cert, Chain, Subject, URI, DNS bool
+}
+
+// AllXFCCFields is subject, cert, chain, uri and dns all set.
+var AllXFCCFields = XFCCFields{Cert: true, Chain: true, Subject: true, URI: true, DNS: true}
+
+// XFCCWith is XFCC with only the fields f selects, in Envoy's order
+// whatever f's: By, Hash, Cert, Chain, Subject, URI, DNS.
+func XFCCWith(localCert *x509.Certificate, peerChain []*x509.Certificate, f XFCCFields) string {
 	if len(peerChain) == 0 || peerChain[0] == nil {
 		return ""
 	}
@@ -35,29 +50,40 @@ func XFCC(localCert *x509.Certificate, peerChain []*x509.Certificate) string {
 	}
 	sum := sha256.Sum256(leaf.Raw)
 	parts = append(parts, "Hash="+hex.EncodeToString(sum[:]))
-	parts = append(parts, `Cert="`+urlEncodedPEM(leaf)+`"`)
-	var chain strings.Builder
-	for _, c := range peerChain {
-		if c != nil {
-			chain.WriteString(urlEncodedPEM(c))
-		}
+	if f.Cert {
+		parts = append(parts, `Cert="`+urlEncodedPEM(leaf)+`"`)
 	}
-	parts = append(parts, `Chain="`+chain.String()+`"`)
-	parts = append(parts, `Subject="`+rfc2253(leaf.RawSubject)+`"`)
+	if f.Chain {
+		var chain strings.Builder
+		for _, c := range peerChain {
+			if c != nil {
+				chain.WriteString(urlEncodedPEM(c))
+			}
+		}
+		parts = append(parts, `Chain="`+chain.String()+`"`)
+	}
+	if f.Subject {
+		// Written even when empty, as Envoy does.
+		parts = append(parts, `Subject="`+rfc2253(leaf.RawSubject)+`"`)
+	}
 	names := subjectAltNames(leaf)
-	uris := 0
-	for _, gn := range names {
-		if gn.tag == genURI {
-			parts = append(parts, "URI="+gn.value)
-			uris++
+	if f.URI {
+		uris := 0
+		for _, gn := range names {
+			if gn.tag == genURI {
+				parts = append(parts, "URI="+gn.value)
+				uris++
+			}
+		}
+		if uris == 0 {
+			parts = append(parts, "URI=")
 		}
 	}
-	if uris == 0 {
-		parts = append(parts, "URI=")
-	}
-	for _, gn := range names {
-		if gn.tag == genDNS {
-			parts = append(parts, "DNS="+gn.value)
+	if f.DNS {
+		for _, gn := range names {
+			if gn.tag == genDNS {
+				parts = append(parts, "DNS="+gn.value)
+			}
 		}
 	}
 	return strings.Join(parts, ";")

@@ -160,3 +160,43 @@ func TestExpandHeaderFormat(t *testing.T) {
 		t.Errorf("error %v, want %s", err, want)
 	}
 }
+
+// TestXFCCFieldSets: each set_current_client_cert_details subset gives the
+// golden value with exactly the other elements left out, in Envoy's order
+// (By and Hash always there).
+func TestXFCCFieldSets(t *testing.T) {
+	client := loadCert(t, "testdata/xfcc-client.pem")
+	server := loadCert(t, "testdata/xfcc-server.pem")
+	golden, err := os.ReadFile("testdata/xfcc-golden.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := string(golden)
+	at := func(s string) int {
+		i := strings.Index(g, s)
+		if i < 0 {
+			t.Fatalf("golden has no %q", s)
+		}
+		return i
+	}
+	cert, chain, subject, uri, dns := at(`;Cert="`), at(`;Chain="`), at(`;Subject="`), at(";URI="), at(";DNS=")
+	head := g[:cert]
+	for mask := 0; mask < 32; mask++ {
+		f := XFCCFields{Cert: mask&1 != 0, Chain: mask&2 != 0, Subject: mask&4 != 0, URI: mask&8 != 0, DNS: mask&16 != 0}
+		want := head
+		for _, p := range []struct {
+			on         bool
+			start, end int
+		}{{f.Cert, cert, chain}, {f.Chain, chain, subject}, {f.Subject, subject, uri}, {f.URI, uri, dns}, {f.DNS, dns, len(g)}} {
+			if p.on {
+				want += g[p.start:p.end]
+			}
+		}
+		if got := XFCCWith(server, []*x509.Certificate{client}, f); got != want {
+			t.Errorf("fields %+v:\n got %s\nwant %s", f, got, want)
+		}
+	}
+	if XFCCWith(server, []*x509.Certificate{client}, AllXFCCFields) != g {
+		t.Error("every field is not the golden value")
+	}
+}
