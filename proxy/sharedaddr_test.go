@@ -61,6 +61,13 @@ type sharedEnv struct {
 // starts a proxy on them.
 func newSharedEnv(t *testing.T, mode string) *sharedEnv {
 	t.Helper()
+	return newSNIEnv(t, strings.ReplaceAll(sharedYAML, "MODE", mode), sharedListener)
+}
+
+// newSNIEnv serves yaml (with sharedYAML's certificates and backends) and
+// waits for Listener listener.
+func newSNIEnv(t *testing.T, yaml, listener string) *sharedEnv {
+	t.Helper()
 	e := &sharedEnv{}
 	tr := pkitest.NewTree(t)
 	srvCA := pkitest.NewCA(t, "Edge CA")
@@ -71,7 +78,7 @@ func newSharedEnv(t *testing.T, mode string) *sharedEnv {
 	tr.Trust("partners", "ca.pem", partnersCA.CertPEM())
 	e.partner = partnersCA.Client("acme").TLS()
 	e.app, e.site = startBackend(t, "app"), startBackend(t, "site")
-	tr.WriteConfig("edge.yaml", strings.NewReplacer("MODE", mode, "BACKEND_APP", e.app.addr(), "BACKEND_SITE", e.site.addr()).Replace(sharedYAML))
+	tr.WriteConfig("edge.yaml", strings.NewReplacer("BACKEND_APP", e.app.addr(), "BACKEND_SITE", e.site.addr()).Replace(yaml))
 	m, err := config.Load(tr.Certs, tr.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -105,18 +112,21 @@ func newSharedEnv(t *testing.T, mode string) *sharedEnv {
 	if n := len(rs.listeners); n != 1 {
 		t.Fatalf("%d listeners built for one address", n)
 	}
+
 	ads := startADS(t, "127.0.0.1:0")
 	ads.set(rs)
 	e.px = startProxy(t, ads.addr)
-	waitUpdated(t, e.px.Proxy, "listener "+sharedListener+" to serve or a NACK", func() bool {
-		return e.px.ListenerAddr(sharedListener) != nil || len(ads.nackList()) > 0
+	waitUpdated(t, e.px.Proxy, "listener "+listener+" to serve or a NACK", func() bool {
+		return e.px.ListenerAddr(listener) != nil || len(ads.nackList()) > 0
 	})
 	if nacks := ads.nackList(); len(nacks) > 0 {
 		t.Fatalf("proxy NACKed certplane's resources: %q", nacks)
 	}
-	e.addr = e.px.addr(t, sharedListener)
+	e.addr = e.px.addr(t, listener)
 	waitHosts(t, e.px.Proxy, "app", 1)
-	waitHosts(t, e.px.Proxy, "site", 1)
+	if strings.Contains(yaml, "backend: site") {
+		waitHosts(t, e.px.Proxy, "site", 1)
+	}
 	if nacks := ads.nackList(); len(nacks) > 0 {
 		t.Fatalf("proxy NACKed certplane's resources: %q", nacks)
 	}
@@ -404,4 +414,22 @@ func TestSharedAddressCurl(t *testing.T) {
 
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// A listener alone on its address with server_names serves only those
+// names: another or no SNI finds no filter chain, as in Envoy.
+func TestServerNamesRestrictSingleListener(t *testing.T) {
+	yaml := sharedYAML[:strings.Index(sharedYAML, "  - name: public")] + "backends:\n  - {name: app, endpoints: [\"BACKEND_APP\"]}\n"
+	e := newSNIEnv(t, strings.ReplaceAll(yaml, "MODE", "verify"), "partners")
+	if status, body, err := e.do(t, &clientTLS{sni: "x.partners.example.com", cert: &e.partner}, "x.partners.example.com"); err != nil || status != 200 || body != "app" {
+		t.Errorf("partners wildcard SNI: %d %q %v, want 200 app", status, body, err)
+	}
+	for _, sni := range []string{"www.example.com", ""} {
+		if status, _, err := e.do(t, &clientTLS{sni: sni, cert: &e.partner}, "partners.example.com"); err == nil {
+			t.Errorf("SNI %q: %d, want the handshake refused", sni, status)
+		}
+	}
+	if n := e.app.hitCount(); n != 1 {
+		t.Errorf("app saw %d requests, want 1", n)
+	}
 }
