@@ -200,20 +200,13 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 		return nil, errAt(at("routes"), "routes: at least one route is required")
 	}
 	routes := mapValue(n, "routes")
-	for i, r := range rl.Routes {
-		rline := lineOf(seqItem(routes, i), at("routes"))
-		if !strings.HasPrefix(r.PathPrefix, "/") {
-			return nil, errAt(rline, "routes[%d]: path_prefix %q must start with /", i, r.PathPrefix)
+	for i := range rl.Routes {
+		rn := seqItem(routes, i)
+		r, ierr := convertRoute(i, &rl.Routes[i], rn, lineOf(rn, at("routes")), l.Routes)
+		if ierr != nil {
+			return nil, ierr
 		}
-		if r.Backend == "" {
-			return nil, errAt(rline, "routes[%d]: backend is required", i)
-		}
-		for _, prev := range l.Routes {
-			if prev.PathPrefix == r.PathPrefix {
-				return nil, errAt(rline, "routes[%d]: path_prefix %q is already routed above; this route would never match", i, r.PathPrefix)
-			}
-		}
-		l.Routes = append(l.Routes, Route{PathPrefix: r.PathPrefix, Backend: r.Backend})
+		l.Routes = append(l.Routes, r)
 	}
 	if ierr := convertRouteAllow(l, rl.Routes, routes, at("routes")); ierr != nil {
 		return nil, ierr
@@ -478,6 +471,11 @@ func convertSAN(rs rawSAN) (SANMatcher, error) {
 func convertBackend(rb *rawBackend, n *yaml.Node) (*Backend, *itemErr) {
 	at := func(keys ...string) int { return pathLine(n, 0, keys...) }
 	b := &Backend{Name: rb.Name}
+	lb, err := ParseLBPolicy(rb.LBPolicy)
+	if err != nil {
+		return nil, errAt(at("lb_policy"), "%v", err)
+	}
+	b.LBPolicy = lb
 	if len(rb.Endpoints) == 0 {
 		return nil, errAt(at("endpoints"), "endpoints: at least one host:port is required")
 	}

@@ -125,19 +125,49 @@ type SANMatcher struct {
 	Regex    string // RE2 syntax
 }
 
-// Route sends a path prefix to a backend.
+// Route sends the requests it matches to a backend. A request takes the
+// first route, in the order written, whose host, path and headers all match
+// (docs/resources.md, "Virtual hosts"). Exactly one of Path and PathPrefix
+// is set. The zero values of the optional fields are today's defaults, so a
+// Route{PathPrefix, Backend} literal means what it always meant.
 type Route struct {
+	Host       string // "" for every host; else a lower-case DNS name or "*." + one
+	Path       string // exact path
 	PathPrefix string
+	Headers    []HeaderMatch // all must match
 	Backend    string
+	// Timeout bounds the upstream answer (Envoy's route timeout); nil is
+	// RouteTimeoutDefault, 0 disables it.
+	Timeout *time.Duration
+	// IdleTimeout overrides the listener's stream idle timeout for this
+	// route; nil keeps it, 0 disables it.
+	IdleTimeout *time.Duration
+	// Retries is the retry policy; nil is DefaultRetries (one retry on
+	// connect failure, to another host).
+	Retries *RetryPolicy
 	// Allow, when set, admits only clients whose verified certificate
 	// matches one entry; others get 403 (config/authz.go).
 	Allow []IdentityMatcher
+}
+
+// HeaderMatch is one request header the route needs, compared exactly
+// (all values of a repeated header joined with ",", as Envoy does).
+type HeaderMatch struct {
+	Name  string // lower case; :method is the one pseudo-header allowed
+	Exact string
+}
+
+// RetryPolicy is when and how often a route retries on another host.
+type RetryPolicy struct {
+	Attempts uint32    // retries after the first try (Envoy num_retries); 0: none
+	On       []RetryOn // in the order written
 }
 
 // Backend is a set of upstream endpoints balanced round robin.
 type Backend struct {
 	Name        string
 	Endpoints   []Endpoint
+	LBPolicy    LBPolicy     // how a request picks an endpoint; zero: round robin
 	HealthCheck *HealthCheck // nil: no active health checking
 	TLS         *UpstreamTLS // nil: plain HTTP to the endpoints
 	SourceFile  string

@@ -73,14 +73,31 @@ type rawIdentity struct {
 }
 
 type rawRoute struct {
-	PathPrefix string        `yaml:"path_prefix"`
-	Backend    string        `yaml:"backend"`
-	Allow      []rawIdentity `yaml:"allow"`
+	Host        string           `yaml:"host"`
+	Path        *string          `yaml:"path"`
+	PathPrefix  *string          `yaml:"path_prefix"`
+	Headers     []rawHeaderMatch `yaml:"headers"`
+	Backend     string           `yaml:"backend"`
+	Timeout     *string          `yaml:"timeout"`
+	IdleTimeout *string          `yaml:"idle_timeout"`
+	Retries     *rawRetries      `yaml:"retries"`
+	Allow       []rawIdentity    `yaml:"allow"`
+}
+
+type rawHeaderMatch struct {
+	Name  string  `yaml:"name"`
+	Exact *string `yaml:"exact"`
+}
+
+type rawRetries struct {
+	Attempts *uint32  `yaml:"attempts"`
+	On       []string `yaml:"on"`
 }
 
 type rawBackend struct {
 	Name        string          `yaml:"name"`
 	Endpoints   []string        `yaml:"endpoints"`
+	LBPolicy    string          `yaml:"lb_policy"`
 	HealthCheck *rawHealthCheck `yaml:"health_check"`
 	TLS         *rawUpstreamTLS `yaml:"tls"`
 }
@@ -246,6 +263,8 @@ var where = map[string]string{
 	"rawSAN":         "in a subject_alt_names entry",
 	"rawIdentity":    "in an allow or subjects entry",
 	"rawRoute":       "in a route",
+	"rawHeaderMatch": "in a route's headers entry",
+	"rawRetries":     "in a route's retries",
 	"rawBackend":     "in a backend",
 	"rawHealthCheck": "in health_check",
 	"rawUpstreamTLS": "in a backend's tls",
@@ -261,6 +280,8 @@ var rawTypes = map[string]reflect.Type{
 	"rawSAN":         reflect.TypeOf(rawSAN{}),
 	"rawIdentity":    reflect.TypeOf(rawIdentity{}),
 	"rawRoute":       reflect.TypeOf(rawRoute{}),
+	"rawHeaderMatch": reflect.TypeOf(rawHeaderMatch{}),
+	"rawRetries":     reflect.TypeOf(rawRetries{}),
 	"rawBackend":     reflect.TypeOf(rawBackend{}),
 	"rawHealthCheck": reflect.TypeOf(rawHealthCheck{}),
 	"rawUpstreamTLS": reflect.TypeOf(rawUpstreamTLS{}),

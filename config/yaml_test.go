@@ -205,7 +205,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "route without slash", yaml: "listeners:\n  - name: a\n    address: 0.0.0.0:1\n    certificates: [a]\n    routes:\n      - {path_prefix: /, backend: b}\n      - {path_prefix: api, backend: b}\n",
 			problems: []string{`c.yaml:7: listener "a": routes[1]: path_prefix "api" must start with /`}},
 		{name: "shadowed route", yaml: "listeners:\n  - name: a\n    address: 0.0.0.0:1\n    certificates: [a]\n    routes:\n      - {path_prefix: /, backend: b}\n      - {path_prefix: /, backend: c}\n",
-			problems: []string{`c.yaml:7: listener "a": routes[1]: path_prefix "/" is already routed above; this route would never match`}},
+			problems: []string{`c.yaml:7: listener "a": routes[1]: routes[0] above matches every request this route matches (path_prefix /), so this route would never match`}},
 		{name: "address without port", yaml: strings.Replace(l, "0.0.0.0:1", "10.0.0.1", 1),
 			problems: []string{`c.yaml:3: listener "a": address "10.0.0.1": want host:port, e.g. 0.0.0.0:8443 or [::]:8443`}},
 		{name: "address with zone", yaml: strings.Replace(l, "0.0.0.0:1", `"[fe80::1%eth0]:443"`, 1),

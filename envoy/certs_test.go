@@ -48,6 +48,7 @@ var goldenBundles = map[string][]string{
 	"authz-subjects":      {"payments", "partners"},
 	"xfcc-append-forward": {"payments", "partners"},
 	"xfcc-forward-only":   {"payments", "partners"},
+	"routing":             {"payments"},
 }
 
 func TestRegenCerts(t *testing.T) {

@@ -34,7 +34,7 @@ func Cluster(b *config.Backend, o Options) (*clusterv3.Cluster, error) {
 	c := &clusterv3.Cluster{
 		Name:                          b.Name,
 		ConnectTimeout:                durationpb.New(ConnectTimeout),
-		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		LbPolicy:                      LBPolicy(b.LBPolicy),
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(PerConnectionBufferLimit),
 		// Envoy's default panic threshold (50%) sends traffic to unhealthy
 		// hosts when too few are healthy; a load balancer should not. With 0,
@@ -80,6 +80,20 @@ func Cluster(b *config.Backend, o Options) (*clusterv3.Cluster, error) {
 		c.TransportSocket = ts
 	}
 	return c, nil
+}
+
+// LBPolicy is Envoy's lb_policy for p. LEAST_REQUEST keeps Envoy's
+// default least_request_lb_config: the less loaded of choice_count 2
+// hosts picked at random (power of two choices), as hosts are equally
+// weighted.
+func LBPolicy(p config.LBPolicy) clusterv3.Cluster_LbPolicy {
+	switch p {
+	case config.LBLeastRequest:
+		return clusterv3.Cluster_LEAST_REQUEST
+	case config.LBRandom:
+		return clusterv3.Cluster_RANDOM
+	}
+	return clusterv3.Cluster_ROUND_ROBIN
 }
 
 // HealthCheck is an active HTTP health check. Envoy probes an idle cluster

@@ -194,7 +194,14 @@ func TestIdentityHeadersOnlyWithCertificate(t *testing.T) {
 				}
 			}
 			l := modelListener(gc.m, rc.GetName())
+			groups := map[string][]config.Route{}
+			for _, g := range VirtualHosts(l) {
+				groups[g.Name] = g.Routes
+			}
 			for _, vh := range rc.GetVirtualHosts() {
+				// A route is known by its backend and path: the same prefix
+				// may go to two backends in one virtual host (by header).
+				key := func(cluster, prefix, path string) string { return cluster + " " + prefix + path }
 				withCert, without := map[string]bool{}, map[string]bool{}
 				for _, rt := range vh.GetRoutes() {
 					if rt.GetRoute() == nil {
@@ -204,23 +211,29 @@ func TestIdentityHeadersOnlyWithCertificate(t *testing.T) {
 					for _, h := range rt.GetRequestHeadersToAdd() {
 						adds = adds || strings.HasPrefix(h.GetHeader().GetKey(), "x-amzn-mtls-clientcert")
 					}
+					k := key(rt.GetRoute().GetCluster(), rt.GetMatch().GetPrefix(), rt.GetMatch().GetPath())
 					presented := rt.GetMatch().GetTlsContext().GetPresented().GetValue()
 					if adds && !presented {
-						t.Errorf("%s: route %s adds ALB headers without requiring a presented certificate", where, rt.GetMatch().GetPrefix())
+						t.Errorf("%s: route %s adds ALB headers without requiring a presented certificate", where, k)
 					}
 					if presented {
-						withCert[rt.GetMatch().GetPrefix()] = true
+						withCert[k] = true
 					} else {
-						without[rt.GetMatch().GetPrefix()] = true
+						without[k] = true
 					}
 				}
-				for _, cr := range l.Routes {
+				crs, ok := groups[vh.GetName()]
+				if !ok {
+					t.Errorf("%s: virtual host %s is not one of VirtualHosts", where, vh.GetName())
+				}
+				for _, cr := range crs {
+					k := key(cr.Backend, cr.PathPrefix, cr.Path)
 					alb := slices.Contains(l.ClientCertHeaders, config.HeaderALB)
-					if alb && !withCert[cr.PathPrefix] {
-						t.Errorf("%s: no route %s for clients with a certificate", where, cr.PathPrefix)
+					if alb && !withCert[k] {
+						t.Errorf("%s: no route %s for clients with a certificate", where, k)
 					}
-					if needs := !alb || l.ClientAuth.Mode != config.ModeVerify; needs != without[cr.PathPrefix] {
-						t.Errorf("%s: route %s for clients without a certificate: %v, want %v", where, cr.PathPrefix, without[cr.PathPrefix], needs)
+					if needs := !alb || l.ClientAuth.Mode != config.ModeVerify; needs != without[k] {
+						t.Errorf("%s: route %s for clients without a certificate: %v, want %v", where, k, without[k], needs)
 					}
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -41,8 +40,9 @@ var albValues = map[string]string{
 	HeaderALBLeaf:     "%DOWNSTREAM_PEER_CERT%",
 }
 
-// RouteTimeout bounds one request end to end (Envoy's default is 15s).
-const RouteTimeout = 60 * time.Second
+// RouteTimeout bounds one request end to end when a route sets no timeout
+// (Envoy's default is 15s).
+const RouteTimeout = config.RouteTimeoutDefault
 
 // Loop detection: every forwarded request carries this listener's token in
 // a via header; a request that arrives with it has been here before.
@@ -63,34 +63,44 @@ func LoopToken(listener, instance string) string {
 	return "certplane-" + hex.EncodeToString(sum[:8])
 }
 
-// RouteConfiguration routes listener l's paths to its backends, after a
-// first route that answers 508 to a request already carrying l's loop
-// token. Identity headers are added only on routes that match a presented
-// client certificate: a client without one gets no identity header at all
-// (Envoy would render the validity header as "NotBefore=;NotAfter=").
-// Inbound identity headers are removed earlier, by IdentityHeaderFilter.
+// RouteConfiguration routes listener l's requests to its backends: one
+// virtual host per route host, plus the "*" virtual host (VirtualHosts).
+// Each virtual host starts with a route that answers 508 to a request
+// already carrying l's loop token. Identity headers are added only on
+// routes that match a presented client certificate: a client without one
+// gets no identity header at all (Envoy would render the validity header
+// as "NotBefore=;NotAfter="). Inbound identity headers are removed
+// earlier, by IdentityHeaderFilter.
 func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfiguration {
 	token := LoopToken(l.Name, o.Instance)
-	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}, Routes: []*routev3.Route{loopRoute(token)}}
 	alb := slices.Contains(l.ClientCertHeaders, config.HeaderALB)
-	for _, r := range l.Routes {
-		if alb {
-			withCert := forward(r)
-			withCert.Match.TlsContext = &routev3.RouteMatch_TlsContextMatchOptions{Presented: wrapperspb.Bool(true)}
-			withCert.RequestHeadersToAdd = albHeaders()
-			routeRBAC(l, r, withCert)
-			vh.Routes = append(vh.Routes, withCert)
-			if l.ClientAuth.Mode == config.ModeVerify {
-				continue // a certificate is always presented
+	var vhosts []*routev3.VirtualHost
+	for _, g := range VirtualHosts(l) {
+		vh := &routev3.VirtualHost{Name: g.Name, Domains: g.Domains, Routes: []*routev3.Route{loopRoute(token)}}
+		for _, r := range g.Routes {
+			if alb {
+				withCert := forward(r)
+				withCert.Match.TlsContext = &routev3.RouteMatch_TlsContextMatchOptions{Presented: wrapperspb.Bool(true)}
+				withCert.RequestHeadersToAdd = albHeaders()
+				routeRBAC(l, r, withCert)
+				vh.Routes = append(vh.Routes, withCert)
+				if l.ClientAuth.Mode == config.ModeVerify {
+					continue // a certificate is always presented
+				}
 			}
+			fwd := forward(r)
+			routeRBAC(l, r, fwd)
+			vh.Routes = append(vh.Routes, fwd)
 		}
-		fwd := forward(r)
-		routeRBAC(l, r, fwd)
-		vh.Routes = append(vh.Routes, fwd)
+		vhosts = append(vhosts, vh)
 	}
 	rc := &routev3.RouteConfiguration{
 		Name:         l.Name,
-		VirtualHosts: []*routev3.VirtualHost{vh},
+		VirtualHosts: vhosts,
+		// Route hosts carry no port, and a client reaching the listener
+		// through a port mapping may send any: both planes match the
+		// authority without its port (the port is still forwarded).
+		IgnorePortInHostMatching: true,
 		// The router adds these when it forwards, after route matching, so
 		// the loop route sees only the tokens of earlier hops.
 		RequestHeadersToAdd: []*corev3.HeaderValueOption{{
@@ -122,15 +132,29 @@ func loopRoute(token string) *routev3.Route {
 	}
 }
 
-// forward sends path prefix r to its backend.
+// forward sends the requests route r matches to its backend.
 func forward(r config.Route) *routev3.Route {
-	return &routev3.Route{
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.PathPrefix}},
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Backend},
-			Timeout:          durationpb.New(RouteTimeout),
-		}},
+	m := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: r.PathPrefix}}
+	if r.Path != "" {
+		m.PathSpecifier = &routev3.RouteMatch_Path{Path: r.Path}
 	}
+	for _, h := range r.Headers {
+		m.Headers = append(m.Headers, &routev3.HeaderMatcher{
+			Name: h.Name,
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact},
+			}},
+		})
+	}
+	a := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Backend},
+		Timeout:          durationpb.New(r.EffectiveTimeout()),
+		RetryPolicy:      RetryPolicy(r.EffectiveRetries()),
+	}
+	if r.IdleTimeout != nil {
+		a.IdleTimeout = durationpb.New(*r.IdleTimeout)
+	}
+	return &routev3.Route{Match: m, Action: &routev3.Route_Route{Route: a}}
 }
 
 // albHeaders sets the ALB headers from the peer certificate, replacing any

@@ -151,7 +151,7 @@ func (t *Translator) unit(l *config.Listener, o Options) (Set, error) {
 	}
 	for _, r := range l.Routes {
 		if err := t.addBackend(s, r.Backend, o); err != nil {
-			return nil, fmt.Errorf("listener %q route %s: %w", l.Name, r.PathPrefix, err)
+			return nil, fmt.Errorf("listener %q route %s%s%s: %w", l.Name, r.Host, r.Path, r.PathPrefix, err)
 		}
 	}
 	return s, nil

@@ -18,6 +18,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/rbac/principals/mtls_authenticated/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
@@ -87,14 +88,17 @@ var allowed = map[protoreflect.FullName][]string{
 	"envoy.extensions.rbac.principals.mtls_authenticated.v3.Config":                                                 {"san_matcher", "any_validated_client_certificate"},
 	"envoy.config.core.v3.HttpProtocolOptions":                                                                      {"idle_timeout", "headers_with_underscores_action"},
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails": {"subject", "cert", "chain", "uri", "dns"},
-	"envoy.config.route.v3.RouteConfiguration":                                                                      {"name", "virtual_hosts", "request_headers_to_remove", "request_headers_to_add"},
+	"envoy.config.route.v3.RouteConfiguration":                                                                      {"name", "virtual_hosts", "request_headers_to_remove", "request_headers_to_add", "ignore_port_in_host_matching"},
 	"envoy.config.route.v3.VirtualHost":                                                                             {"name", "domains", "routes", "request_headers_to_remove", "request_headers_to_add"},
 	"envoy.config.route.v3.Route":                                                                                   {"name", "match", "route", "direct_response", "request_headers_to_remove", "request_headers_to_add", "typed_per_filter_config"},
-	"envoy.config.route.v3.RouteMatch":                                                                              {"prefix", "headers", "tls_context"},
+	"envoy.config.route.v3.RouteMatch":                                                                              {"prefix", "path", "headers", "tls_context"},
 	"envoy.config.route.v3.HeaderMatcher":                                                                           {"name", "string_match", "present_match", "invert_match", "treat_missing_header_as_empty"},
 	"envoy.config.route.v3.RouteMatch.TlsContextMatchOptions":                                                       {"presented"},
 	"envoy.config.route.v3.DirectResponseAction":                                                                    {"status", "body"},
-	"envoy.config.route.v3.RouteAction":                                                                             {"cluster", "timeout"},
+	"envoy.config.route.v3.RouteAction":                                                                             {"cluster", "timeout", "idle_timeout", "retry_policy"},
+	"envoy.config.route.v3.RetryPolicy":                                                                             {"retry_on", "num_retries", "retry_host_predicate", "host_selection_retry_max_attempts"},
+	"envoy.config.route.v3.RetryPolicy.RetryHostPredicate":                                                          {"name", "typed_config"},
+	"envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate":                                          {},
 	"envoy.config.core.v3.HeaderValueOption":                                                                        {"header", "append_action", "keep_empty_value"},
 	"envoy.config.core.v3.HeaderValue":                                                                              {"key", "value"},
 	"envoy.config.cluster.v3.Cluster": {
@@ -137,7 +141,7 @@ var allowedEnums = map[protoreflect.FullName][]string{
 		"SANITIZE", "SANITIZE_SET", "APPEND_FORWARD", "FORWARD_ONLY",
 	},
 	"envoy.config.rbac.v3.RBAC.action":                                         {"ALLOW"},
-	"envoy.config.cluster.v3.Cluster.lb_policy":                                {"ROUND_ROBIN"},
+	"envoy.config.cluster.v3.Cluster.lb_policy":                                {"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"},
 	"envoy.config.cluster.v3.Cluster.type":                                     {"STATIC", "STRICT_DNS", "EDS"},
 	"envoy.config.cluster.v3.Cluster.dns_lookup_family":                        {"AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"},
 	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.san_type": {"DNS", "URI", "EMAIL", "IP_ADDRESS"},

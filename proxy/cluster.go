@@ -28,6 +28,7 @@ type clusterState struct {
 	panicThreshold float64
 	// secrets names the SDS secrets the upstream TLS context uses.
 	secrets []string
+	lb      lbPolicy
 }
 
 // warming reports whether the cluster waits for its first health-check
@@ -57,10 +58,11 @@ type clusterSpec struct {
 	panicThreshold float64
 	// bufferLimit is per_connection_buffer_limit_bytes; 0 when unset.
 	bufferLimit int
+	lb          lbPolicy
 }
 
 func checkCluster(c *clusterv3.Cluster) (*clusterSpec, error) {
-	s := &clusterSpec{network: "tcp", connectTimeout: 5 * time.Second}
+	s := &clusterSpec{network: "tcp", connectTimeout: 5 * time.Second, lb: lbPolicyOf(c.GetLbPolicy())}
 	if ct := c.GetConnectTimeout(); ct != nil {
 		if err := ct.CheckValid(); err != nil || ct.AsDuration() <= 0 {
 			return nil, errors.New("connect_timeout must be a positive duration")

@@ -31,7 +31,7 @@ func (b *builder) buildCluster(c *clusterv3.Cluster, res client.Resources) (*clu
 	}
 	var up *upstreamTLS
 	var secretKey string
-	cs := &clusterState{name: name, connectTimeout: spec.connectTimeout, hc: spec.hc, outlier: spec.outlier, panicThreshold: spec.panicThreshold}
+	cs := &clusterState{name: name, connectTimeout: spec.connectTimeout, hc: spec.hc, outlier: spec.outlier, panicThreshold: spec.panicThreshold, lb: spec.lb}
 	if spec.upstream != nil {
 		if up, err = buildUpstreamTLS(spec.upstream, b.secrets); err != nil {
 			return nil, err

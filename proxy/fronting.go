@@ -2,29 +2,13 @@ package proxy
 
 import "fmt"
 
-// authorityPseudoHeader is the one pseudo-header a route's header matcher
-// may name: certplane's domain fronting guards (envoy/fronting.go) answer
-// 421 to a request whose authority another listener of the address
-// claims. Envoy keeps an HTTP/1 Host header as :authority, and so does
-// the proxy: net/http gives both the HTTP/2 :authority and the HTTP/1
-// Host (or the authority of an absolute-form target) as Request.Host, as
-// received: case and port kept, matched by the matcher's own rules
-// (ignore_case).
-const authorityPseudoHeader = ":authority"
-
-// values is what a header matcher on name sees of the request: every value
-// of the header, or the authority for :authority (none when the request
-// has none, as an HTTP/1.0 request may: the matcher then fails as Envoy's
-// does on a missing header).
-func (f requestFacts) values(name string) []string {
-	if name == authorityPseudoHeader {
-		if f.authority == "" {
-			return nil
-		}
-		return []string{f.authority}
-	}
-	return f.header.Values(name)
-}
+// Domain fronting guards (envoy/fronting.go) are routes whose header
+// matcher on :authority answers 421: routes.go matches :authority against
+// Request.Host, which net/http fills from the HTTP/2 :authority or the
+// HTTP/1 Host (or an absolute-form target's authority) as received, case
+// and port kept, as Envoy keeps the HTTP/1 Host as :authority. The rest of
+// this file is what the proxy needs for several config listeners sharing
+// one Listener.
 
 // sameServerSettings refuses a listener whose filter chains' connection
 // managers differ in what net/http fixes per server (timeouts, header

@@ -40,6 +40,8 @@ type exchange struct {
 	// originalPath is the request target as received, when path
 	// normalization changed it.
 	originalPath string
+	// limits bound the upstream call and its retries (retry.go).
+	limits upstreamLimits
 }
 
 type exchangeKey struct{}
@@ -78,6 +80,10 @@ func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !lr.pickRoute(st, r, ex, sw) {
 		return
 	}
+	if it := ex.route.idleTimeout; it != nil {
+		sw.idle = *it // the route's idle_timeout replaces the stream's
+	}
+	ex.limits = upstreamLimits{idle: sw.idle, bufferLimit: ls.retryBufferLimit()}
 	ctx := context.WithValue(r.Context(), exchangeKey{}, ex)
 	if ex.route.timeout > 0 {
 		var cancel context.CancelFunc
@@ -173,7 +179,7 @@ func (lr *listenerRuntime) pickRoute(st *state, r *http.Request, ex *exchange, s
 		sw.fail(http.StatusNotFound, "route configuration not found")
 		return false
 	}
-	facts := requestFacts{header: r.Header, authority: r.Host, presented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0}
+	facts := requestFacts{header: r.Header, method: r.Method, authority: r.Host, presented: r.TLS != nil && len(r.TLS.PeerCertificates) > 0}
 	ex.vhost, ex.route = ex.routes.match(r.Host, ex.path, facts)
 	if !lr.authorize(ex, r.TLS, sw) {
 		return false
@@ -250,8 +256,7 @@ func (p *Proxy) newReverseProxy(buffers httputil.BufferPool) *httputil.ReversePr
 		Rewrite:    rewrite,
 		BufferPool: buffers,
 		Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-			ex := r.Context().Value(exchangeKey{}).(*exchange)
-			return ex.cluster.transport.RoundTrip(r)
+			return p.roundTrip(r.Context().Value(exchangeKey{}).(*exchange), r)
 		}),
 		ModifyResponse: func(resp *http.Response) error {
 			ex := resp.Request.Context().Value(exchangeKey{}).(*exchange)
@@ -283,6 +288,9 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = w.Write([]byte("bad request body"))
+	case errors.As(err, new(*streamIdleError)):
+		// The stream idle timer fired while waiting for the upstream.
+		p.streamIdleReply(w, err)
 	case errors.Is(r.Context().Err(), context.Canceled):
 		// The client went away: not the upstream's fault.
 		w.WriteHeader(499)

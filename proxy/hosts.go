@@ -22,6 +22,9 @@ type host struct {
 	// probed records that a health check has had a result (success,
 	// failure or timeout): the host's part of its cluster's first round.
 	probed atomic.Bool
+	// active counts the requests on the host whose response has not
+	// ended (Envoy's rq_active), for least_request.
+	active atomic.Int64
 
 	mu           sync.Mutex
 	cons5xx      int
@@ -45,8 +48,11 @@ func (h *host) ejected(now time.Time) bool {
 // address, the round-robin cursor and the health checker. Only the proxy's
 // update path touches it, under Proxy.mu.
 type clusterRuntime struct {
-	hosts   map[string]*host
-	rr      atomic.Uint64
+	hosts map[string]*host
+	rr    atomic.Uint64
+	// retries counts the retries scheduled and not yet answered, for the
+	// default circuit breaker (envoyMaxRetries).
+	retries atomic.Int64
 	checker *healthChecker
 	// trafficSeen switches health checks from no_traffic_interval to
 	// interval once the cluster carried a request, as in Envoy.
@@ -61,7 +67,7 @@ type clusterRuntime struct {
 // envoyPanicThreshold is Envoy's default healthy_panic_threshold (50%).
 const envoyPanicThreshold = 50.0
 
-// pick returns the next host round robin over the usable hosts, or over all
+// pick returns the host of the cluster's lb_policy among the usable hosts, or over all
 // hosts when fewer than the panic threshold are usable (Envoy's panic mode;
 // a threshold of 0 turns it off, and no usable host then means nil).
 func (c *clusterState) pick(now time.Time) *host {
@@ -81,6 +87,5 @@ func (c *clusterState) pick(now time.Time) *host {
 	if len(usable) == 0 {
 		return nil
 	}
-	i := c.rt.rr.Add(1) - 1
-	return usable[i%uint64(len(usable))]
+	return c.lb.choose(usable, c.rt)
 }

@@ -81,6 +81,10 @@ func (b *builder) buildListener(l *listenerv3.Listener) (*listenerState, error) 
 		return nil, err
 	}
 	ls.copyBuffer = bufferLimitChunk(l.GetPerConnectionBufferLimitBytes())
+	ls.bufferLimit = envoyBufferLimit
+	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
+		ls.bufferLimit = int(v.GetValue())
+	}
 	return ls, nil
 }
 

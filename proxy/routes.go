@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,10 +20,13 @@ const envoyDefaultRouteTimeout = 15 * time.Second
 
 // routeTable is a parsed RouteConfiguration.
 type routeTable struct {
-	name    string
-	vhosts  []*vhost
-	headers headerOps // request_headers_to_remove / _to_add of the configuration
-	version string
+	name   string
+	vhosts []*vhost
+	// ignorePort is ignore_port_in_host_matching: the port of the
+	// authority is left out when picking the virtual host.
+	ignorePort bool
+	headers    headerOps // request_headers_to_remove / _to_add of the configuration
+	version    string
 }
 
 type vhost struct {
@@ -34,6 +38,9 @@ type vhost struct {
 
 type route struct {
 	prefix string
+	// path, when exact is set, is match.path: the whole path must equal it.
+	path  string
+	exact bool
 	// headers must all match (RouteMatch.headers).
 	headers []*headerMatcher
 	// presented, when set, is RouteMatch.tls_context.presented: whether
@@ -43,17 +50,24 @@ type route struct {
 	cluster string
 	direct  *directResponse
 	timeout time.Duration // 0: no timeout (Envoy's "0s" disables it)
-	ops     headerOps
+	// idleTimeout is route.idle_timeout; nil keeps the connection
+	// manager's stream_idle_timeout, 0 disables it.
+	idleTimeout *time.Duration
+	retry       *retryPolicy // nil: no retries
+	ops         headerOps
 	// name is Route.name; rbac is typed_per_filter_config's RBACPerRoute
 	// (nil: the filter's own config applies).
 	name string
 	rbac *rbacConfig
 }
 
-// label names the route in metrics: its name, else its path prefix.
+// label names the route in metrics: its name, else its path.
 func (r *route) label() string {
 	if r.name != "" {
 		return r.name
+	}
+	if r.exact {
+		return r.path
 	}
 	return r.prefix
 }
@@ -93,13 +107,14 @@ type headerMatcher struct {
 // requestFacts is what route matching reads besides the path and host.
 type requestFacts struct {
 	header    http.Header
-	authority string // Host / :authority as received (fronting.go)
+	method    string // :method
+	authority string // :authority, as received
 	presented bool   // the client sent a certificate
 }
 
 // buildRoutes parses and checks a RouteConfiguration.
 func buildRoutes(rc *routev3.RouteConfiguration) (*routeTable, error) {
-	t := &routeTable{name: rc.GetName()}
+	t := &routeTable{name: rc.GetName(), ignorePort: rc.GetIgnorePortInHostMatching()}
 	if len(rc.GetVirtualHosts()) == 0 {
 		return nil, errors.New("virtual_hosts is empty")
 	}
@@ -142,11 +157,16 @@ func buildVhost(vh *routev3.VirtualHost) (*vhost, error) {
 }
 
 func buildRoute(r *routev3.Route) (*route, error) {
-	p, ok := r.GetMatch().GetPathSpecifier().(*routev3.RouteMatch_Prefix)
-	if !ok {
-		return nil, errors.New("match: only prefix is implemented by certplane proxy")
+	rt := &route{timeout: envoyDefaultRouteTimeout}
+	switch p := r.GetMatch().GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix:
+		rt.prefix = p.Prefix
+	case *routev3.RouteMatch_Path:
+		rt.path, rt.exact = p.Path, true
+	default:
+		return nil, errors.New("match: only prefix and path are implemented by certplane proxy")
 	}
-	rt := &route{prefix: p.Prefix, timeout: envoyDefaultRouteTimeout, name: r.GetName()}
+	rt.name = r.GetName()
 	for name, cfg := range r.GetTypedPerFilterConfig() {
 		if name != rbacFilterName {
 			return nil, fmt.Errorf("typed_per_filter_config[%s] is not implemented by certplane proxy (only %s)", name, rbacFilterName)
@@ -183,6 +203,20 @@ func buildRoute(r *routev3.Route) (*route, error) {
 			}
 			rt.timeout = a.Route.GetTimeout().AsDuration()
 		}
+		if it := a.Route.GetIdleTimeout(); it != nil {
+			if err := it.CheckValid(); err != nil || it.AsDuration() < 0 {
+				return nil, errors.New("route.idle_timeout must be a duration of 0 or more")
+			}
+			d := it.AsDuration()
+			rt.idleTimeout = &d
+		}
+		if rp := a.Route.GetRetryPolicy(); rp != nil {
+			p, err := buildRetryPolicy(rp)
+			if err != nil {
+				return nil, fmt.Errorf("route.retry_policy: %w", err)
+			}
+			rt.retry = p
+		}
 	case *routev3.Route_DirectResponse:
 		d, err := buildDirectResponse(a.DirectResponse)
 		if err != nil {
@@ -205,7 +239,7 @@ func buildHeaderMatcher(h *routev3.HeaderMatcher) (*headerMatcher, error) {
 	if name == "" {
 		return nil, errors.New("name is empty")
 	}
-	if strings.HasPrefix(name, ":") && name != authorityPseudoHeader {
+	if strings.HasPrefix(name, ":") && !slices.Contains(matchedPseudoHeaders, name) {
 		return nil, fmt.Errorf("pseudo-header %q is not implemented by certplane proxy", name)
 	}
 	m := &headerMatcher{name: name, invert: h.GetInvertMatch(), missingAsEmpty: h.GetTreatMissingHeaderAsEmpty()}
@@ -264,8 +298,10 @@ func buildHeaderOps(remove []string, add []*corev3.HeaderValueOption) (headerOps
 // route whose prefix matches the (escaped, normalized) path and whose
 // header and TLS matchers hold.
 func (t *routeTable) match(host, path string, f requestFacts) (*vhost, *route) {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if t.ignorePort {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.ToLower(host)
 	v := t.vhost(host)
@@ -281,22 +317,26 @@ func (t *routeTable) match(host, path string, f requestFacts) (*vhost, *route) {
 }
 
 func (r *route) matches(path string, f requestFacts) bool {
-	if !strings.HasPrefix(path, r.prefix) {
+	if r.exact {
+		if path != r.path {
+			return false
+		}
+	} else if !strings.HasPrefix(path, r.prefix) {
 		return false
 	}
 	if r.presented != nil && *r.presented != f.presented {
 		return false
 	}
 	for _, h := range r.headers {
-		if !h.matches(f.values(h.name)) {
+		if !h.matches(f) {
 			return false
 		}
 	}
 	return true
 }
 
-// matches reports whether the request's values of the header match.
-func (m *headerMatcher) matches(vals []string) bool {
+func (m *headerMatcher) matches(f requestFacts) bool {
+	vals := f.values(m.name)
 	if m.str == nil {
 		return (len(vals) > 0) == m.present != m.invert
 	}
@@ -334,4 +374,22 @@ func (t *routeTable) vhost(host string) *vhost {
 		return best
 	}
 	return star
+}
+
+// matchedPseudoHeaders are the pseudo-headers a route's header matcher may
+// name: the request's method and authority (:scheme is https on every
+// listener and :path has the path matchers).
+var matchedPseudoHeaders = []string{":method", ":authority", ":scheme"}
+
+// values are the request's values of header name, pseudo-headers included.
+func (f requestFacts) values(name string) []string {
+	switch name {
+	case ":method":
+		return []string{f.method}
+	case ":authority":
+		return []string{f.authority}
+	case ":scheme":
+		return []string{"https"}
+	}
+	return f.header.Values(name)
 }

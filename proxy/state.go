@@ -63,6 +63,9 @@ type listenerState struct {
 	// through, each way: per_connection_buffer_limit_bytes, at most 32 KiB
 	// (see bufferLimitChunk).
 	copyBuffer int
+	// bufferLimit is per_connection_buffer_limit_bytes (Envoy's default
+	// 1 MiB when unset): how much request body a retry may replay.
+	bufferLimit int
 }
 
 // chainState is one filter chain: certificate, TLS settings, verifier, HTTP.

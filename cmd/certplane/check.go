@@ -155,7 +155,7 @@ func printCheckListener(w io.Writer, m *config.Model, l *config.Listener, now ti
 		if len(r.Allow) > 0 {
 			allow = " allow " + checkIdentityRules(r.Allow)
 		}
-		fmt.Fprintf(w, "  route %s%s -> backend %s: %s\n", r.PathPrefix, allow, r.Backend, describeCheckBackend(b))
+		fmt.Fprintf(w, "  route %s%s -> backend %s: %s\n", describeCheckRoute(r), allow, r.Backend, describeCheckBackend(b))
 	}
 	fmt.Fprintln(w)
 }
@@ -184,7 +184,7 @@ func describeCheckBackend(b *config.Backend) string {
 			eps[len(eps)-1] += " (DNS)"
 		}
 	}
-	s := "round robin over " + strings.Join(eps, ", ")
+	s := strings.ReplaceAll(b.LBPolicy.String(), "_", " ") + " over " + strings.Join(eps, ", ")
 	if hc := b.HealthCheck; hc != nil {
 		s += fmt.Sprintf("; health check GET %s every %s, timeout %s, healthy after %d, unhealthy after %d",
 			hc.Path, hc.Interval, hc.Timeout, hc.HealthyThreshold, hc.UnhealthyThreshold)

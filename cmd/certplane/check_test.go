@@ -78,6 +78,22 @@ func TestCheckBrokenInputs(t *testing.T) {
 			}
 			write(t, dir, "config/listeners.yaml", strings.Replace(string(b), "client_auth:", "client_auht:", 1))
 		}, `  [file] $DIR/config/listeners.yaml:`},
+		{"route matching a header certplane sets", func(t *testing.T, dir string) {
+			b, err := os.ReadFile(filepath.Join(dir, "config", "listeners.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, dir, "config/listeners.yaml", strings.Replace(string(b), "{path_prefix: /, backend: demo}",
+				"{path_prefix: /, backend: demo, headers: [{name: x-forwarded-client-cert, exact: x}]}", 1))
+		}, `  [listener https] $DIR/config/listeners.yaml:14: listener "https": routes[0]: headers[0]: header "x-forwarded-client-cert" cannot be matched: certplane removes it from every request and sets its own from the verified certificate` + "\n"},
+		{"route shadowed by an earlier one", func(t *testing.T, dir string) {
+			b, err := os.ReadFile(filepath.Join(dir, "config", "listeners.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, dir, "config/listeners.yaml", strings.Replace(string(b), "      - {path_prefix: /, backend: demo}",
+				"      - {path_prefix: /, backend: demo}\n      - {host: api.example.com, path_prefix: /, backend: demo}", 1))
+		}, `  [listener https] $DIR/config/listeners.yaml:15: listener "https": routes[1]: routes[0] above matches every request this route matches (host api.example.com, path_prefix /), so this route would never match` + "\n"},
 		{"symlink loop", func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "certs", "trust", "clients", "ca.pem")
 			if err := os.Remove(p); err != nil {
@@ -155,5 +171,31 @@ func TestCheckAdminAddress(t *testing.T) {
 	want := "warnings (1):\n  [file] " + file + `:17: backend "demo": endpoint 127.0.0.1:9002 is an admin endpoint (--admin-address :9002): requests routed to it would reach an admin interface instead of an application` + "\n"
 	if !strings.Contains(out, want) || !strings.Contains(out, "1 listener served, 0 blocked, 0 problems, 1 warning\n") {
 		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestCheckShowsRouting: check prints what each route matches, its
+// timeouts and retries when not the defaults, and the lb_policy.
+func TestCheckShowsRouting(t *testing.T) {
+	dir := initExample(t)
+	b, err := os.ReadFile(filepath.Join(dir, "config", "listeners.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "      - {path_prefix: /, backend: demo}",
+		"      - {host: api.example.com, path: /v1/pay, headers: [{name: x-tenant, exact: blue}], backend: demo, timeout: 5s, idle_timeout: 0s, retries: {attempts: 2, on: [reset, 5xx]}}\n      - {path_prefix: /, backend: demo}", 1)
+	s = strings.Replace(s, "  - name: demo\n", "  - name: demo\n    lb_policy: least_request\n", 1)
+	write(t, dir, "config/listeners.yaml", s)
+	out, errb, code := checkCLI(t, dir)
+	if code != 0 || errb != "" {
+		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errb, out)
+	}
+	for _, want := range []string{
+		"  route api.example.com/v1/pay (exact) [x-tenant: blue] (timeout 5s; idle timeout off; retries 2 on reset,5xx) -> backend demo: least request over 127.0.0.1:9001, 127.0.0.1:9002;",
+		"  route / -> backend demo: least request over",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
