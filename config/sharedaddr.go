@@ -158,6 +158,7 @@ func (r *resolver) sharedAddresses(ds []listenerDef) sharing {
 						"listener %q: shares address %s with listener %q (%s), and neither sets server_names: at most one listener per address may omit them (it takes clients with no or an unclaimed server name); give one of them server_names",
 						a.l.Name, a.l.Address, b.l.Name, where(b)))))
 				}
+				s.problems[a.l.Name] = append(s.problems[a.l.Name], deadRouteHosts(a, b, where(b))...)
 				if x, y, ok := firstOverlap(a.l.ServerNames, b.l.ServerNames); ok {
 					s.problems[a.l.Name] = append(s.problems[a.l.Name], problemOf("", lineErr(a.cf.File, a.cf.lines[a.l.Name].names, fmt.Errorf(
 						"listener %q: server name %q overlaps %q of listener %q (%s), which shares address %s: listeners on one address need disjoint server_names so that SNI chooses exactly one (an exact name under another listener's wildcard counts too)",
@@ -181,4 +182,31 @@ func firstOverlap(a, b []string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// deadRouteHosts refuses the routes of a whose host only names that b's
+// server_names claim: SNI sends such clients to b, and a answers their
+// Host 421 (domain fronting), so the route could never serve a request.
+func deadRouteHosts(a, b listenerDef, bWhere string) []Problem {
+	var out []Problem
+	lines := a.cf.lines[a.l.Name]
+	for i, rt := range a.l.Routes {
+		if rt.Host == "" {
+			continue
+		}
+		for _, n := range b.l.ServerNames {
+			if n != rt.Host && !ServerNameMatches(n, strings.TrimPrefix(rt.Host, "*.")) {
+				continue
+			}
+			line := lines.routes
+			if i < len(lines.routeLine) {
+				line = lines.routeLine[i]
+			}
+			out = append(out, problemOf("", lineErr(a.cf.File, line, fmt.Errorf(
+				"listener %q: routes[%d]: host %q is listener %q's (server name %q, %s) on shared address %s: SNI sends those clients there, and this listener answers such a Host 421; move the route to listener %q",
+				a.l.Name, i, rt.Host, b.l.Name, n, bWhere, a.l.Address, b.l.Name))))
+			break
+		}
+	}
+	return out
 }

@@ -112,6 +112,14 @@ func TestSharedAddressRefusals(t *testing.T) {
 			`public| $ROOT/config/edge.yaml:10: listener "public": server name "partners.example.com" overlaps "partners.example.com" of listener "partners" ($ROOT/config/edge.yaml:4), which shares address 0.0.0.0:8443: listeners on one address need disjoint server_names so that SNI chooses exactly one (an exact name under another listener's wildcard counts too)`,
 		},
 	}, {
+		name: "a route for another listener's host",
+		edit: func(s string) string {
+			return strings.Replace(s, "    routes: [{path_prefix: /, backend: site}]", "    routes: [{host: x.partners.example.com, path_prefix: /, backend: site}, {path_prefix: /, backend: site}]", 1)
+		},
+		want: []string{
+			`public| $ROOT/config/edge.yaml:12: listener "public": routes[0]: host "x.partners.example.com" is listener "partners"'s (server name "*.partners.example.com", $ROOT/config/edge.yaml:4) on shared address 0.0.0.0:8443: SNI sends those clients there, and this listener answers such a Host 421; move the route to listener "partners"`,
+		},
+	}, {
 		name: "empty list",
 		edit: func(s string) string {
 			return strings.Replace(s, `[partners.example.com, "*.partners.example.com"]`, "[]", 1)
