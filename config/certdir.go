@@ -190,6 +190,7 @@ func (l Loader) loadTrustStores(dir string) (*loaded[*TrustStore], error) {
 			ld.fail(e.name, fileErr(e.path, fmt.Errorf("%w: add *.pem or *.crt files", errNoCA)))
 			continue
 		}
+		in = append(in, l.fetchedInputs(e.name)...)
 		ts, warnings, err := l.admitTrustStore(e.name, in)
 		ld.warnings = append(ld.warnings, warnings...)
 		if ts == nil {

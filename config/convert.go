@@ -52,6 +52,7 @@ func pathLine(n *yaml.Node, fallback int, keys ...string) int {
 // errors (items without a usable name); per-item defects go to Problems.
 func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 	var fileErrs []error
+	cf.convertTrustStores(raw.TrustStores, root)
 	lnodes := mapValue(root, "listeners")
 	for i, rl := range raw.Listeners {
 		n := seqItem(lnodes, i)
@@ -316,6 +317,7 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 	at := func(keys ...string) int { return pathLine(n, keyLine, keys...) }
 	item := func(key string, i int) int { return lineOf(seqItem(mapValue(n, key), i), at(key)) }
 	ca := ClientAuth{Mode: ModeOff, CRL: CRLFullChain, AdvertiseCANames: true}
+	var ierr *itemErr
 	if rc == nil {
 		return ca, nil
 	}
@@ -365,6 +367,10 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 		ca.AdvertiseCANames = *rc.AdvertiseCANames
 	}
 	if !ca.Mode.VerifiesClients() {
+		if rc.OCSP != nil && rc.OCSP.Mode != "" && rc.OCSP.Mode != string(OCSPOff) {
+			_, ierr := convertOCSP(rc.OCSP, n, keyLine, ca.Mode)
+			return ca, ierr
+		}
 		return ca, nil
 	}
 	if rc.TrustStore == "" {
@@ -424,6 +430,11 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 			return ca, ierr
 		}
 		ca.Subjects = subjects
+	}
+	if rc.OCSP != nil {
+		if ca.OCSP, ierr = convertOCSP(rc.OCSP, n, keyLine, ca.Mode); ierr != nil {
+			return ca, ierr
+		}
 	}
 	return ca, nil
 }

@@ -55,6 +55,14 @@ type Loader struct {
 	// AdminAddresses are the admin endpoints (host:port) the data plane
 	// runs: a backend endpoint on one is a warning (config/loops.go).
 	AdminAddresses []string
+	// FetchedDir holds the CRLs crlfetch fetched, FetchedDir/<store>/*.crl
+	// (FetchedCRLDir of the state directory): each store reads its own as
+	// more CRL files. Empty: none.
+	FetchedDir string
+	// ProxyOnly says only certplane proxies consume what is served (the
+	// proxy's standalone mode, serve --data-plane proxy): listeners with
+	// client_auth.ocsp require are served, which Envoy cannot enforce.
+	ProxyOnly bool
 }
 
 func (l Loader) now() time.Time {

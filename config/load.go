@@ -62,6 +62,8 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	}
 	r.m.Warnings = slices.Concat(servers.warnings, clients.warnings, trust.warnings)
 	r.resolve(files)
+	r.resolveTrustStores(files)
+	r.ocspChecks(l.ProxyOnly)
 	r.m.Warnings = append(r.m.Warnings, r.adminLoops(files, l.AdminAddresses)...)
 	r.m.Warnings = append(r.m.Warnings, listenerWarnings(files, r.m.Listeners)...)
 	if w, ok := noListeners(configDir, files, len(fileProblems)); ok {

@@ -644,7 +644,7 @@ func badInputCases() []loadCase {
 				f.editWeb("      mode: verify", "      mode: verify\n      verify_depth: 3")
 			},
 			want: func(f *fixture) []string {
-				return []string{`| $ROOT/config/web.yaml:7: unknown key "verify_depth" in client_auth (known keys: mode, trust_store, crl, allow_expired, max_verify_depth, certificate_hashes, spki_hashes, advertise_ca_names, subject_alt_names, subjects)`}
+				return []string{`| $ROOT/config/web.yaml:7: unknown key "verify_depth" in client_auth (known keys: mode, trust_store, crl, allow_expired, max_verify_depth, certificate_hashes, spki_hashes, advertise_ca_names, subject_alt_names, subjects, ocsp)`}
 			},
 		},
 		{

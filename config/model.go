@@ -31,6 +31,9 @@ type Model struct {
 	// file that failed to parse appears in Problems with Listener "" and its
 	// File set: the publisher keeps the last good listeners from that file.
 	Sources map[string]string
+	// CRLFetch is the crl_fetch setting of each trust store that has one,
+	// by store name (config file trust_stores section).
+	CRLFetch []*CRLFetch
 }
 
 // Problem is one error or warning, always naming a file.
@@ -112,6 +115,7 @@ type ClientAuth struct {
 	// Subjects, when set, admits only clients whose verified certificate
 	// matches one entry; others get 403 on every route (Envoy's RBAC).
 	Subjects []IdentityMatcher
+	OCSP     OCSP // client_auth.ocsp (ocsp.go); the bundled proxy alone enforces it
 }
 
 // SANMatcher is one entry of the subject-alt-name allow-list. Exactly one of

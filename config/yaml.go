@@ -21,6 +21,8 @@ import (
 type rawFile struct {
 	Listeners []rawListener `yaml:"listeners"`
 	Backends  []rawBackend  `yaml:"backends"`
+	// TrustStores: see truststores.go.
+	TrustStores []rawTrustStore `yaml:"trust_stores"`
 }
 
 type rawListener struct {
@@ -51,6 +53,7 @@ type rawClientAuth struct {
 	AdvertiseCANames  *bool         `yaml:"advertise_ca_names"`
 	SubjectAltNames   []rawSAN      `yaml:"subject_alt_names"`
 	Subjects          []rawIdentity `yaml:"subjects"`
+	OCSP              *rawOCSP      `yaml:"ocsp"`
 }
 
 type rawSAN struct {
@@ -174,6 +177,8 @@ type ConfigFile struct {
 	File      string
 	Listeners []*Listener // valid on their own, in file order
 	Backends  []*Backend  // valid on their own, in file order
+	CRLFetch  []*CRLFetch // trust_stores[].crl_fetch, valid on their own
+	trustErrs []Problem   // defects of trust_stores entries (truststores.go)
 	// Names lists every listener the file defines, valid or not.
 	Names []string
 	// Problems holds per-listener defects (Listener set) and per-backend
@@ -270,6 +275,9 @@ var where = map[string]string{
 	"rawUpstreamTLS": "in a backend's tls",
 	"rawCustomTLS":   "in tls_policy",
 	"rawXFCC":        "in a client_cert_headers xfcc entry",
+	"rawTrustStore":  "in a trust_stores entry",
+	"rawCRLFetch":    "in crl_fetch",
+	"rawOCSP":        "in client_auth.ocsp",
 }
 
 var rawTypes = map[string]reflect.Type{
@@ -285,6 +293,9 @@ var rawTypes = map[string]reflect.Type{
 	"rawBackend":     reflect.TypeOf(rawBackend{}),
 	"rawHealthCheck": reflect.TypeOf(rawHealthCheck{}),
 	"rawUpstreamTLS": reflect.TypeOf(rawUpstreamTLS{}),
+	"rawTrustStore":  reflect.TypeOf(rawTrustStore{}),
+	"rawCRLFetch":    reflect.TypeOf(rawCRLFetch{}),
+	"rawOCSP":        reflect.TypeOf(rawOCSP{}),
 }
 
 func knownKeys(typ string) string {

@@ -164,7 +164,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "empty file", yaml: ""},
 		{name: "comments only", yaml: "# nothing yet\n"},
 		{name: "top-level typo", yaml: "listener: []\n",
-			fileErr: `c.yaml:1: unknown key "listener" at the top level (known keys: listeners, backends)`},
+			fileErr: `c.yaml:1: unknown key "listener" at the top level (known keys: listeners, backends, trust_stores)`},
 		{name: "two unknown keys, both reported", yaml: l + "    htp2: true\n    foo: 1\n",
 			fileErr: "c.yaml:6: unknown key \"htp2\" in a listener (known keys: name, address, server_names, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)\n" +
 				"c.yaml:7: unknown key \"foo\" in a listener (known keys: name, address, server_names, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)"},

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/crlfetch"
 	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/watcher"
 	"github.com/certplane/certplane/xds"
@@ -64,6 +65,22 @@ type Options struct {
 	// nextUpdate is logged and flagged (certplane_expiring_soon); zero
 	// means status.DefaultExpiryWarning (30 days).
 	ExpiryWarning time.Duration
+	// ProxyOnly: only certplane proxies consume what is served (standalone
+	// proxy, serve --data-plane proxy); see config.Loader.ProxyOnly. Used
+	// only when Load is nil.
+	ProxyOnly bool
+	// Fetch tunes the CRL fetcher of trust_stores[].crl_fetch (tests: a
+	// fake clock, no jitter). It writes under StateDir.
+	Fetch FetchOptions
+}
+
+// FetchOptions are the test hooks of the CRL fetcher.
+type FetchOptions struct {
+	Clock  crlfetch.Clock
+	Jitter func(time.Duration) time.Duration
+	// Now, when set, is also the loader's clock (used only when Load is
+	// nil), so that a test moves both past a CRL's nextUpdate.
+	Now func() time.Time
 }
 
 // Runner watches, loads, validates, translates and publishes, in one loop.
@@ -74,6 +91,7 @@ type Runner struct {
 	pub     *xds.Publisher
 	metrics *metrics
 	expiry  *status.ExpiryWatch
+	fetch   *crlfetch.Fetcher // trust_stores[].crl_fetch; runs beside the loop, reloads through it
 
 	// requests carries explicit reloads into the loop; hup is a pending
 	// Reload, coalesced (a second SIGHUP before the first is served adds
@@ -119,7 +137,11 @@ func New(o Options) (*Runner, error) {
 		if err != nil {
 			return nil, fmt.Errorf("control plane: %w", err)
 		}
-		load := config.Loader{Trust: mem, MaxTrustStoreSize: o.MaxTrustStoreSize, AdminAddresses: o.AdminAddresses}.Load
+		ld := config.Loader{Trust: mem, MaxTrustStoreSize: o.MaxTrustStoreSize, AdminAddresses: o.AdminAddresses, ProxyOnly: o.ProxyOnly, Now: o.Fetch.Now}
+		if o.StateDir != "" {
+			ld.FetchedDir = config.FetchedCRLDir(o.StateDir)
+		}
+		load := ld.Load
 		o.Load = load
 		if warn := o.Warnings; warn != nil {
 			o.Load = func(certsDir, configDir string) (*config.Model, error) {
@@ -148,6 +170,9 @@ func New(o Options) (*Runner, error) {
 	}
 	if r.metrics, err = newMetrics(o.Registry, r); err != nil {
 		return nil, fmt.Errorf("control plane metrics: %w", err)
+	}
+	if r.fetch, err = newFetcher(o, r.Reload); err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	return r, nil
 }
@@ -188,6 +213,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		return res, err
 	}
+	fetched := make(chan struct{})
+	go func() { defer close(fetched); r.fetch.Run(wctx) }()
+	defer func() { stop(); <-fetched }()
 	reload("start")
 	close(r.loaded)
 	expiryTick := time.NewTicker(status.ExpiryCheckEvery)
@@ -273,6 +301,7 @@ func (r *Runner) reload(ctx context.Context, why string) (xds.Result, error) {
 	}
 	res, err := r.pub.Update(ctx, m)
 	r.metrics.reload(res, len(m.Problems), err)
+	r.configureFetch(m)
 	r.logProblems(m, res)
 	r.checkExpiry()
 	r.releaseDue = res.Pushed && trustBytes(m) > largeTrustBytes
@@ -412,6 +441,7 @@ func (r *Runner) Status() *status.ControlPlane {
 	s := r.pub.Served()
 	st := s.Status()
 	st.Nodes = r.xds.Nodes()
+	st.CRLFetch = r.fetch.Status()
 	expiryStatus(st, status.Expiries(s.Inventory()), time.Now(), r.expiry.Threshold())
 	return st
 }

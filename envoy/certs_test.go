@@ -49,6 +49,7 @@ var goldenBundles = map[string][]string{
 	"xfcc-append-forward": {"payments", "partners"},
 	"xfcc-forward-only":   {"payments", "partners"},
 	"routing":             {"payments"},
+	"ocsp-best-effort":    {"payments", "partners"},
 }
 
 func TestRegenCerts(t *testing.T) {

@@ -71,6 +71,7 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
 			}},
 			TransportSocket: ts,
+			Metadata:        OCSPMetadata(l),
 		}, nil
 	}
 	for _, p := range plans {

@@ -85,6 +85,12 @@ type Options struct {
 	// RawSubject, when set, is the subject's DER as written (tests of
 	// names crypto/x509 cannot build: multi-valued RDNs, string types).
 	RawSubject []byte
+	// CRLURLs become the certificate's CRL Distribution Points, where
+	// relying parties (certplane's crl_fetch) fetch the CRL covering it.
+	CRLURLs []string
+	// OCSPURLs become the OCSP responders of its Authority Information
+	// Access, which certplane's client_auth.ocsp asks.
+	OCSPURLs []string
 }
 
 // CA is a certificate authority: its certificate, its key, and the chain of
@@ -184,6 +190,8 @@ func (o *Options) prepare(isCA bool) (crypto.Signer, *x509.Certificate, error) {
 		EmailAddresses:        o.Emails,
 		SubjectKeyId:          ski,
 		BasicConstraintsValid: true,
+		CRLDistributionPoints: o.CRLURLs,
+		OCSPServer:            o.OCSPURLs,
 	}
 	return key, tmpl, nil
 }

@@ -108,7 +108,11 @@ func (lr *listenerRuntime) handshakeConfig() *tls.Config {
 				if v == nil {
 					return nil
 				}
-				if f := v.Verify(cs); f != nil {
+				f := v.Verify(cs)
+				if f == nil && chain.ocsp != nil {
+					f = lr.p.ocsp.check(lr.name, chain.ocsp, v, cs)
+				}
+				if f != nil {
 					tc.mu.Lock()
 					tc.failure = f
 					tc.mu.Unlock()

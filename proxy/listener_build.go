@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/proxy/ocspcheck"
 )
 
 const (
@@ -98,6 +99,9 @@ func (b *builder) buildChain(fc *listenerv3.FilterChain) (*chainState, error) {
 		return nil, err
 	}
 	c.hcm = hcm
+	if c.ocsp, err = ocspcheck.ParseMetadata(fc.GetMetadata()); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
 	ts := fc.GetTransportSocket()
 	if ts == nil {
 		return nil, errors.New("transport_socket is missing: plaintext listeners are not implemented by certplane proxy")
@@ -164,6 +168,9 @@ func (b *builder) downstreamTLS(c *chainState, dtc *tlsv3.DownstreamTlsContext) 
 		cfg.ClientCAs = v.ClientCAs()
 	} else if dtc.GetRequireClientCertificate().GetValue() {
 		return errors.New("require_client_certificate is set without a validation context (Envoy rejects this)")
+	}
+	if c.ocsp != nil && c.verifier == nil {
+		return errors.New("metadata \"certplane.ocsp\" is set on a filter chain that verifies no client certificate")
 	}
 	if missing != nil {
 		return missing

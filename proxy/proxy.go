@@ -65,6 +65,7 @@ type Proxy struct {
 	connLog *slog.Logger
 	reg     *prometheus.Registry
 	metrics *metrics
+	ocsp    *ocspState // client_auth.ocsp (ocsp.go)
 	limiter *failureLimiter
 	// rps holds one ReverseProxy per copy buffer size in use (see
 	// reverseProxy).
@@ -127,6 +128,7 @@ func New(opts Options) *Proxy {
 	live := map[string]*listenerRuntime{}
 	p.live.Store(&live)
 	p.metrics = newMetrics(p.reg, p)
+	p.ocsp = newOCSPState(p.reg, opts.MTLS.Now, p.log)
 	expiryLog := p.log.With("check", "expiry")
 	if opts.QuietExpiry {
 		expiryLog = slog.New(slog.DiscardHandler)

@@ -10,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/proxy/ocspcheck"
 	"github.com/certplane/certplane/xds/client"
 )
 
@@ -79,6 +80,7 @@ type chainState struct {
 	leaf     *x509.Certificate
 	certName string // SDS name of the server certificate
 	hcm      *hcmSettings
+	ocsp     *ocspcheck.Policy // client_auth.ocsp from the chain's metadata; nil: off
 }
 
 // hcmSettings is what the proxy honours of an HttpConnectionManager.

@@ -39,6 +39,8 @@ type ControlPlane struct {
 	// Expiring lists the served certificates and CRLs that expire within the
 	// threshold or have expired, soonest first.
 	Expiring []Expiry `json:"expiring"`
+	// CRLFetch lists the CRL distribution points fetched (crlfetch.go).
+	CRLFetch []CRLFetch `json:"crl_fetch,omitempty"`
 }
 
 // Listener is one listener as served.

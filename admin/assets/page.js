@@ -114,6 +114,7 @@ function view(doc) {
       });
     }
     v.trust = cp.trust_stores || [];
+    v.fetch = cp.crl_fetch || [];
     for (const e of cp.errors || []) v.errors.push(e);
     v.expiring = cp.expiring || [];
     v.threshold = cp.expiry_warning_seconds || 0;
@@ -256,8 +257,22 @@ function renderTrust(v, now) {
     (ts.crls || []).length
       ? h("table", { class: "certs" }, h("thead", {}, h("tr", {}, h("th", {}, "CRL issuer"), h("th", {}, "Number"), h("th", {}, "Revoked"), h("th", {}, "This update"), h("th", {}, "Next update"))),
         h("tbody", {}, ts.crls.map((c) => h("tr", { class: "crl-row" }, h("td", {}, c.issuer), h("td", { class: "mono" }, c.number || "—"), h("td", {}, String(c.revoked)), h("td", {}, fmtTime(c.this_update)), h("td", { class: "expcell" }, crlLeft(c.next_update, now))))))
-      : h("p", { class: "small muted" }, "No CRL: revocation is not checked for this store.")));
+      : h("p", { class: "small muted" }, "No CRL: revocation is not checked for this store."),
+    fetchTable((v.fetch || []).filter((f) => f.store === ts.name), now)));
   fill("trust", section("Trust stores", "CAs and each CRL's nextUpdate", blocks));
+}
+
+// fetchTable lists the CRL distribution points of one store (crl_fetch).
+function fetchTable(rows, now) {
+  if (!rows.length) return null;
+  const kinds = { ok: "good", pending: "", failing: "warn", stale: "bad" };
+  return h("table", { class: "certs" }, h("thead", {}, h("tr", {}, h("th", {}, "CRL fetched from"), h("th", {}, "State"), h("th", {}, "Last success"), h("th", {}, "Last error"), h("th", {}, "Next update"))),
+    h("tbody", {}, rows.map((f) => h("tr", { class: "crlfetch-row", "data-state": f.state },
+      h("td", { class: "mono" }, f.url),
+      h("td", {}, badge(f.state === "stale" ? "stale: fails closed" : f.state, kinds[f.state] || "")),
+      h("td", {}, f.last_success ? fmtTime(f.last_success) : "—"),
+      h("td", { class: "reason" }, f.last_error ? (f.last_reason + ": " + f.last_error) : "—"),
+      h("td", { class: "expcell" }, f.next_update ? crlLeft(f.next_update, now) : "—")))));
 }
 
 function renderHandshakes(v) {

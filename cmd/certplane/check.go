@@ -34,14 +34,23 @@ Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
 	admins := stringsFlag{}
 	fs.Var(&admins, "admin-address", "an admin endpoint the data plane runs (serve's, the proxy's or Envoy's), host:port; a backend on it is a warning (comma-separated or repeated)")
 	trust := addTrustFlags(fs, true)
+	dataPlane := fs.String("data-plane", "envoy", "as serve's --data-plane: envoy refuses listeners with client_auth.ocsp mode require; proxy (certplane proxy only) serves them")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
+	}
+	if *dataPlane != "envoy" && *dataPlane != "proxy" {
+		return usageError("--data-plane %q: want envoy or proxy", *dataPlane)
 	}
 	mem, err := config.NewTrustMemory(trust.stateDir, true)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("--state-dir: %w", err)}
 	}
-	m, err := config.Loader{Trust: mem, MaxTrustStoreSize: trust.maxStore.n, AdminAddresses: admins}.Load(*certs, *cfg)
+	ld := config.Loader{Trust: mem, MaxTrustStoreSize: trust.maxStore.n, AdminAddresses: admins, ProxyOnly: *dataPlane == "proxy"}
+	if trust.stateDir != "" {
+		// What serve fetched (crl_fetch) is served: check it too.
+		ld.FetchedDir = config.FetchedCRLDir(trust.stateDir)
+	}
+	m, err := ld.Load(*certs, *cfg)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

@@ -266,7 +266,7 @@ func clampValidity(issuer *x509.Certificate, validity time.Duration, stdout io.W
 
 func runPKICA(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki ca",
-		"certplane pki ca --out DIR [--name NAME] [--intermediate-of DIR] [--key-type T] [--validity D] [--keep]",
+		"certplane pki ca --out DIR [--name NAME] [--intermediate-of DIR] [--key-type T] [--validity D] [--keep] [--crl-url URL] [--ocsp-url URL]",
 		`Create a CA directory: ca.crt, ca.key (mode 0600), crl-state.json and, for
 an intermediate, chain.pem (the issuers above it). The directory is created
 with mode 0700 and must not be inside a watched certs/ tree: put the CA's
@@ -280,6 +280,7 @@ the command succeeds (for containers that run it on every start).`)
 	validity := durationFlag{d: 3650 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 3650d or 87600h; an intermediate ends no later than its issuer")
 	keep := fs.Bool("keep", false, "succeed without change when DIR already holds a CA")
+	urls := addRevocationURLs(fs)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -301,6 +302,9 @@ the command succeeds (for containers that run it on every start).`)
 		return err
 	}
 	o := pki.Options{CommonName: *name, KeyType: keyType, Validity: validity.d}
+	if err := urls.apply(&o); err != nil {
+		return err
+	}
 	var ca *pki.CA
 	if *parent == "" {
 		if o.CommonName == "" {
@@ -336,7 +340,7 @@ the command succeeds (for containers that run it on every start).`)
 
 func runPKIServer(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki server",
-		"certplane pki server --ca DIR --name NAME --dns NAME... --ip IP... --out DIR [--key-type T] [--validity D]",
+		"certplane pki server --ca DIR --name NAME --dns NAME... --ip IP... --out DIR [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
 		`Issue a serverAuth certificate and write DIR/tls.crt (the leaf, then the
 intermediates) and DIR/tls.key (mode 0600): the layout of a watched
 certs/server/<name>/ directory and of a kubernetes.io/tls Secret. Existing
@@ -350,6 +354,7 @@ files are replaced atomically, so a watcher sees the old or the new pair.`)
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 365 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 365d; never beyond the CA's expiry")
+	urls := addRevocationURLs(fs)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -364,6 +369,9 @@ files are replaced atomically, so a watcher sees the old or the new pair.`)
 		return err
 	}
 	o := pki.Options{CommonName: *name, DNSNames: dns, KeyType: keyType}
+	if err := urls.apply(&o); err != nil {
+		return err
+	}
 	for _, s := range ips {
 		ip := net.ParseIP(s)
 		if ip == nil {
@@ -448,7 +456,7 @@ func readPasswordFile(path string) (string, error) {
 
 func runPKIClient(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki client",
-		"certplane pki client --ca DIR --name NAME [--uri URI...] [--dns NAME...] [--email ADDR...] [--p12-password-file FILE] --out DIR [--key-type T] [--validity D]",
+		"certplane pki client --ca DIR --name NAME [--uri URI...] [--dns NAME...] [--email ADDR...] [--p12-password-file FILE] --out DIR [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
 		`Issue a clientAuth certificate whose common name is NAME and write
 DIR/NAME.crt (the leaf, then the intermediates) and DIR/NAME.key (mode 0600).
 With --p12-password-file, also write DIR/NAME.p12 (mode 0600) for browsers
@@ -465,6 +473,7 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 365 * 24 * time.Hour}
 	fs.Var(&validity, "validity", "lifetime, e.g. 365d; never beyond the CA's expiry")
+	urls := addRevocationURLs(fs)
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
@@ -482,6 +491,9 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 		return err
 	}
 	o := pki.Options{CommonName: *name, DNSNames: dns, Emails: emails, KeyType: keyType}
+	if err := urls.apply(&o); err != nil {
+		return err
+	}
 	for _, s := range uris {
 		u, err := url.Parse(s)
 		if err != nil || u.Scheme == "" {

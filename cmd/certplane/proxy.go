@@ -204,7 +204,7 @@ func (g *components) stop() error {
 // consumes exactly the resources a remote `certplane serve` would send.
 func startEmbedded(ctx context.Context, f proxyFlags, reg *prometheus.Registry, log *slog.Logger, g *components) (*controlplane.Runner, string, func(), error) {
 	cp, err := controlplane.New(controlplane.Options{CertsDir: f.certs, ConfigDir: f.config, Registry: reg, Logger: log, ExpiryWarning: f.expiryWarning.d,
-		StateDir: f.trust.stateDir, MaxTrustStoreSize: f.trust.maxStore.n, AdminAddresses: nonEmpty(f.adminAddr)})
+		StateDir: f.trust.stateDir, MaxTrustStoreSize: f.trust.maxStore.n, AdminAddresses: nonEmpty(f.adminAddr), ProxyOnly: true})
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -69,11 +69,15 @@ loopback.`)
 	expiryWarning := durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
 	trust := addTrustFlags(fs, false)
+	dataPlane := fs.String("data-plane", "envoy", "who consumes the xDS resources: envoy (a listener with client_auth.ocsp mode require is refused: Envoy cannot check client OCSP), or proxy (only certplane proxies, which enforce it)")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}
 	if *certs == "" || *configDir == "" {
 		return usageError("--certs and --config are required")
+	}
+	if *dataPlane != "envoy" && *dataPlane != "proxy" {
+		return usageError("--data-plane %q: want envoy or proxy", *dataPlane)
 	}
 	log, err := logf.logger(stderr)
 	if err != nil {
@@ -98,6 +102,7 @@ loopback.`)
 		HoldOff: debounce.d, MaxDelay: maxDelay.d, Resync: resync.d,
 		Registry: reg, Logger: log, ExpiryWarning: expiryWarning.d,
 		StateDir: trust.stateDir, MaxTrustStoreSize: trust.maxStore.n,
+		ProxyOnly: *dataPlane == "proxy",
 		// A backend on the admin endpoint and a client CA that xDS and a
 		// listener share are warnings (log and /status).
 		AdminAddresses: nonEmpty(*adminAddr),

@@ -176,6 +176,13 @@ func NotCA() Option { return func(o *pki.Options) { o.NotCA = true } }
 // PathLenZero sets pathLenConstraint 0 on a CA: it may not sign CAs.
 func PathLenZero() Option { return func(o *pki.Options) { o.PathLenZero = true } }
 
+// CRLURL embeds CRL Distribution Points (certificates issued with it, or
+// the CA itself when given to NewCA or Intermediate).
+func CRLURL(urls ...string) Option { return func(o *pki.Options) { o.CRLURLs = urls } }
+
+// OCSPURL embeds OCSP responders in Authority Information Access.
+func OCSPURL(urls ...string) Option { return func(o *pki.Options) { o.OCSPURLs = urls } }
+
 func apply(opts []Option) pki.Options {
 	var o pki.Options
 	for _, fn := range opts {
