@@ -41,6 +41,10 @@ type Options struct {
 	// Registry backs /metrics; nil serves an empty registry.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Pprof serves net/http/pprof under /debug/pprof/. Profiles expose
+	// memory contents (heap) and cost CPU: the caller checks that the
+	// endpoint is on loopback (LoopbackOnly).
+	Pprof bool
 }
 
 // Handler returns the admin mux.
@@ -85,6 +89,9 @@ func Handler(o Options) http.Handler {
 	} else {
 		mux.HandleFunc("GET /{$}", pg.serveIndex)
 		mux.Handle("GET /assets/", pg.assetHandler())
+	}
+	if o.Pprof {
+		mountPprof(mux)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # bench/run.sh: certplane proxy vs nginx vs HAProxy, side by side, plus the
-# control-plane benchmarks. One command, from the repository root or anywhere:
+# control-plane benchmarks: new mTLS handshakes, HTTP/1.1 keep-alive requests
+# (per-request log on, then off in all three), HTTP/2 multiplexed requests.
+# One command, from the repository root or anywhere:
 #
 #   bash bench/run.sh
 #
 # Environment (all optional): ROUNDS (3), DURATION (5s), HS_WORKERS (16),
 # KA_WORKERS (32), SKIP_CP=1 (skip the control-plane part), SKIP_INSTALL=1,
-# PPROF=127.0.0.1:6060 (net/http/pprof on the benchproxy fallback, if used).
+# PPROF=1 (certplane proxy --pprof: profile a run with
+# `go tool pprof http://127.0.0.1:18102/debug/pprof/profile?seconds=5`).
 # Writes bench/RESULTS.md. Takes about 10 minutes on 2 cores. Everything
 # listens on 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -91,7 +94,7 @@ install_tools() {
 build() {
 	log "building certplane and the bench tools"
 	(cd "$ROOT" && go build -o "$BIN/certplane" ./cmd/certplane &&
-		go build -o "$BIN/" ./bench/cmd/crlgen ./bench/cmd/pstat ./bench/cmd/report ./bench/cmd/cpbench ./bench/cmd/benchproxy)
+		go build -o "$BIN/" ./bench/cmd/crlgen ./bench/cmd/pstat ./bench/cmd/report ./bench/cmd/cpbench)
 }
 
 # ---------------------------------------------------------------- PKI
@@ -148,7 +151,7 @@ start_certplane() {
 		  - name: bench
 		    address: 127.0.0.1:$PORT_CERTPLANE
 		    certificates: [default]
-		    http2: false
+		    http2: true
 		    client_auth: {mode: verify, trust_store: clients}
 		    client_cert_headers: [xfcc]
 		    routes:
@@ -160,29 +163,18 @@ start_certplane() {
 	EOF
 	local args=(--certs "$d/certs" --config "$d/config" --admin-address "$ADMIN" --log-file "$d/certplane-access.log")
 	echo "certplane proxy" >"$RES/${LABEL}_certplane_binary.txt"
-	"$BIN/certplane" proxy "${args[@]}" --log-level warn 2>"$d/certplane.log" &
+	[[ -z ${NOLOG:-} ]] || args+=(--request-log=false)
+	"$BIN/certplane" proxy "${args[@]}" ${PPROF:+--pprof} --log-level warn 2>"$d/certplane.log" &
 	PID_OF[certplane]=$!
 	PIDS+=($!)
 	deadline 30 curl -sf "http://$ADMIN/readyz" || die "certplane proxy not ready; see $d/certplane.log"
-	# The loader caps every file at config.DefaultMaxFileSize (1 MiB); the
-	# 100,001-entry CRL is 4.8 MB. If the product refuses it, measure the
-	# same code wired by bench/cmd/benchproxy with the cap raised, and say so.
-	if deadline 3 grep -q 'over the limit' "$d/certplane.log"; then
-		local why
-		why=$(grep -o 'file is [0-9]* bytes, over the limit of [0-9]* bytes' "$d/certplane.log" | head -1)
-		log "certplane proxy refuses the CRL ($why): using bench/cmd/benchproxy (same wiring, loader limit raised)"
-		echo "bench/cmd/benchproxy -mode standalone (\`certplane proxy\` refused the CRL: $why, config.DefaultMaxFileSize)" >"$RES/${LABEL}_certplane_binary.txt"
-		stop_proxy certplane
-		"$BIN/benchproxy" -mode standalone "${args[@]}" ${PPROF:+-pprof "$PPROF"} 2>"$d/certplane.log" &
-		PID_OF[certplane]=$!
-		PIDS+=($!)
-		deadline 30 curl -sf "http://$ADMIN/readyz" || die "benchproxy not ready; see $d/certplane.log"
-	fi
 }
 
 start_nginx() {
-	local d=$T/$1 n=$T/$1/nginx
+	local d=$T/$1 n=$T/$1/nginx access
 	mkdir -p "$n"
+	access="access_log $n/access.log;"
+	[[ -z ${NOLOG:-} ]] || access="access_log off;"
 	cat >"$n/nginx.conf" <<-EOF
 		worker_processes 2;
 		daemon off;
@@ -191,7 +183,7 @@ start_nginx() {
 		error_log $n/error.log warn;
 		events { worker_connections 8192; }
 		http {
-		  access_log $n/access.log;
+		  $access
 		  client_body_temp_path $n/body; proxy_temp_path $n/proxy;
 		  fastcgi_temp_path $n/fastcgi; uwsgi_temp_path $n/uwsgi; scgi_temp_path $n/scgi;
 		  upstream backends {
@@ -202,7 +194,7 @@ start_nginx() {
 		    keepalive_requests 1000000;
 		  }
 		  server {
-		    listen 127.0.0.1:$PORT_NGINX ssl;
+		    listen 127.0.0.1:$PORT_NGINX ssl http2;
 		    ssl_certificate $d/certs/server/default/tls.crt;
 		    ssl_certificate_key $d/certs/server/default/tls.key;
 		    ssl_protocols TLSv1.2 TLSv1.3;
@@ -228,8 +220,9 @@ start_nginx() {
 }
 
 start_haproxy() {
-	local d=$T/$1 h=$T/$1/haproxy
+	local d=$T/$1 h=$T/$1/haproxy log="log global" httplog="option httplog"
 	mkdir -p "$h"
+	[[ -z ${NOLOG:-} ]] || { log="no log"; httplog=""; }
 	cat >"$h/haproxy.cfg" <<-EOF
 		global
 		  nbthread 2
@@ -239,14 +232,14 @@ start_haproxy() {
 		  ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
 		defaults
 		  mode http
-		  log global
-		  option httplog
+		  $log
+		  $httplog
 		  timeout connect 5s
 		  timeout client 30s
 		  timeout server 30s
 		  timeout http-keep-alive 30s
 		frontend bench
-		  bind 127.0.0.1:$PORT_HAPROXY ssl crt $d/haproxy-server.pem ca-file $d/certs/trust/clients/ca.pem crl-file $d/certs/trust/clients/ca.crl verify required
+		  bind 127.0.0.1:$PORT_HAPROXY ssl crt $d/haproxy-server.pem ca-file $d/certs/trust/clients/ca.pem crl-file $d/certs/trust/clients/ca.crl verify required alpn h2,http/1.1
 		  http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_sha1,hex];Cert=%[ssl_c_der,base64];Subject=\"%[ssl_c_s_dn]\""
 		  default_backend bench
 		backend bench
@@ -310,7 +303,9 @@ check() {
 attack() {
 	local name=$1 kt=$2 phase=$3 url=$4 round=$5 pid=${6:-} label=${7:-$2}
 	local d=$T/$kt out=$RES/${label}_${phase}_${name}_r${round}
-	local args=(-rate=0 -duration="$DURATION" -http2=false -timeout=10s -root-certs "$d/ca/ca.crt"
+	local h2=false
+	[[ $phase == h2 ]] && h2=true
+	local args=(-rate=0 -duration="$DURATION" -http2=$h2 -timeout=10s -root-certs "$d/ca/ca.crt"
 		-cert "$d/clients/alice.crt" -key "$d/clients/alice.key")
 	if [[ $phase == hs ]]; then
 		args+=(-keepalive=false -max-workers="$HS_WORKERS" -workers="$HS_WORKERS")
@@ -354,7 +349,7 @@ run_keytype() {
 				p=${order[$(((i + r - 1) % 3))]}
 				attack "$p" "$kt" "$phase" "https://127.0.0.1:$(port_of "$p")/" "$r" "${PID_OF[$p]}" "$label"
 			done
-			if [[ $label == ecdsa-p256 ]]; then
+			if [[ $label == ecdsa-p256 && $phase != h2 ]]; then
 				attack backend "$kt" "$phase" "http://$B1/" "$r" "" "$label"
 			fi
 		done
@@ -395,7 +390,9 @@ main() {
 	make_pki ecdsa-p256
 	make_pki rsa-2048
 	start_backends
-	run_keytype ecdsa-p256
+	run_keytype ecdsa-p256 ecdsa-p256 "hs ka h2"
+	# The same keep-alive runs with the per-request log off in all three.
+	NOLOG=1 run_keytype ecdsa-p256 ecdsa-p256-nolog ka
 	run_keytype rsa-2048
 	# Control: the same handshakes with a CRL of one entry, to show what the
 	# 100,001-entry CRL costs each proxy.
@@ -406,7 +403,7 @@ main() {
 		log "=== control plane: propagation, scale, fan-out, revocation lookup"
 		(cd "$ROOT" && go test -run '^$' -bench 'BenchmarkRevocationLookup' -benchtime=1000000x ./proxy/mtls) >"$RES/lookup.txt" 2>&1 ||
 			log "BenchmarkRevocationLookup did not run: $(tail -3 "$RES/lookup.txt")"
-		"$BIN/cpbench" -certplane "$BIN/certplane" -benchproxy "$BIN/benchproxy" -work "$T/cp" -out "$RES/cp.json" 2>"$T/cpbench.log" ||
+		"$BIN/cpbench" -certplane "$BIN/certplane" -work "$T/cp" -out "$RES/cp.json" 2>"$T/cpbench.log" ||
 			die "cpbench failed; see $T/cpbench.log"
 	fi
 

@@ -408,39 +408,62 @@ func (p *Proxy) logRequest(listener string, r *http.Request, ex *exchange, sw *s
 	}
 	code := sw.code()
 	p.metrics.requests.WithLabelValues(listener, cluster, upstream, strconv.Itoa(code)).Inc()
+	if p.opts.NoRequestLog {
+		return
+	}
+	l := requestLine{
+		start: start, listener: listener, client: r.RemoteAddr, method: r.Method, authority: r.Host,
+		path: r.RequestURI, proto: protocolName(r), status: code, cluster: cluster, upstream: upstream,
+		duration: d, received: received, sent: sw.bytes, detail: sw.detail, originalPath: ex.originalPath,
+	}
+	if ex.err != nil {
+		l.upstreamError = ex.err.Error()
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		l.peer = true
+		l.peerSubject, l.peerSerial = ex.conn.peerLogFields(r.TLS.PeerCertificates[0])
+	}
+	if p.opts.ConnLogOut != nil {
+		writeRequestLine(p.opts.ConnLogOut, time.Now(), &l)
+		return
+	}
+	p.connLog.LogAttrs(context.Background(), slog.LevelInfo, "request", l.attrs()...)
+}
+
+// attrs are the line's slog attributes, for a ConnLog without ConnLogOut.
+func (l *requestLine) attrs() []slog.Attr {
 	// Room for the optional attributes below: appending to a full literal
 	// would copy the slice on most requests.
 	attrs := make([]slog.Attr, 0, 18)
 	attrs = append(attrs,
 		slog.String("event", "request"),
-		slog.String(keyStartTime, envoyTime(start)),
-		slog.String("listener", listener),
-		slog.String("client", r.RemoteAddr),
-		slog.String("method", r.Method),
-		slog.String("authority", r.Host),
-		slog.String("path", r.RequestURI),
-		slog.String("protocol", protocolName(r)),
-		slog.Int("status", code),
-		slog.String("upstream_cluster", cluster),
-		slog.String("upstream_host", upstream),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.Int64("bytes_received", received),
-		slog.Int64("bytes_sent", sw.bytes),
+		slog.String(keyStartTime, envoyTime(l.start)),
+		slog.String("listener", l.listener),
+		slog.String("client", l.client),
+		slog.String("method", l.method),
+		slog.String("authority", l.authority),
+		slog.String("path", l.path),
+		slog.String("protocol", l.proto),
+		slog.Int("status", l.status),
+		slog.String("upstream_cluster", l.cluster),
+		slog.String("upstream_host", l.upstream),
+		slog.Float64("duration_ms", float64(l.duration.Microseconds())/1000),
+		slog.Int64("bytes_received", l.received),
+		slog.Int64("bytes_sent", l.sent),
 	)
-	if sw.detail != "" {
-		attrs = append(attrs, slog.String("detail", sw.detail))
+	if l.detail != "" {
+		attrs = append(attrs, slog.String("detail", l.detail))
 	}
-	if ex.originalPath != "" {
-		attrs = append(attrs, slog.String("original_path", ex.originalPath))
+	if l.originalPath != "" {
+		attrs = append(attrs, slog.String("original_path", l.originalPath))
 	}
-	if ex.err != nil {
-		attrs = append(attrs, slog.String("upstream_error", ex.err.Error()))
+	if l.upstreamError != "" {
+		attrs = append(attrs, slog.String("upstream_error", l.upstreamError))
 	}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		subject, serial := ex.conn.peerLogFields(r.TLS.PeerCertificates[0])
-		attrs = append(attrs, slog.String("peer_subject", subject), slog.String("peer_serial", serial))
+	if l.peer {
+		attrs = append(attrs, slog.String("peer_subject", l.peerSubject), slog.String("peer_serial", l.peerSerial))
 	}
-	p.connLog.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	return attrs
 }
 
 // protocolName prints the protocol as Envoy's %PROTOCOL% does.

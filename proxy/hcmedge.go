@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -25,6 +27,34 @@ const headerMutationFilterName = "envoy.filters.http.header_mutation"
 type headerMutation struct {
 	remove      string
 	removeMatch *mtls.StringMatcher
+	// verdicts remembers removeMatch's answer per header name as net/http
+	// stores it (canonical): every request carries the same few names, and
+	// lower-casing and matching each of them per request showed in the
+	// keep-alive profile (issue 14).
+	verdicts *nameVerdicts
+}
+
+// maxNameVerdicts bounds the names remembered; past it (a client sending
+// ever new names), names are matched without being remembered.
+const maxNameVerdicts = 512
+
+type nameVerdicts struct {
+	m sync.Map // canonical name → bool
+	n atomic.Int32
+}
+
+// matches reports whether the lower-cased name k matches m.
+func (m headerMutation) matches(k string) bool {
+	if v, ok := m.verdicts.m.Load(k); ok {
+		return v.(bool)
+	}
+	hit := m.removeMatch.Match(strings.ToLower(k))
+	if m.verdicts.n.Load() < maxNameVerdicts {
+		if _, loaded := m.verdicts.m.LoadOrStore(k, hit); !loaded {
+			m.verdicts.n.Add(1)
+		}
+	}
+	return hit
 }
 
 // httpFilters is what the proxy honours of a connection manager's filters.
@@ -91,7 +121,7 @@ func buildHeaderMutation(m *mutationv3.HeaderMutation) (headerMutation, error) {
 		if err != nil {
 			return headerMutation{}, fmt.Errorf("remove_on_match.key_matcher: %w", err)
 		}
-		return headerMutation{removeMatch: sm}, nil
+		return headerMutation{removeMatch: sm, verdicts: &nameVerdicts{}}, nil
 	}
 	return headerMutation{}, errors.New("only remove and remove_on_match are implemented by certplane proxy")
 }
@@ -103,7 +133,7 @@ func (m headerMutation) apply(h http.Header) {
 		return
 	}
 	for k := range h {
-		if m.removeMatch.Match(strings.ToLower(k)) {
+		if m.matches(k) {
 			delete(h, k)
 		}
 	}

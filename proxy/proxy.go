@@ -39,6 +39,11 @@ type Options struct {
 	// ConnLog receives the connection and request log: one JSON line per
 	// handshake and per request. Use a JSON handler.
 	ConnLog *slog.Logger
+	// ConnLogOut, when set, is the writer under ConnLog's JSON handler
+	// (default handler options). Request lines, the bulk of the log, are
+	// then encoded by the proxy straight to it: the same bytes that
+	// handler writes, without slog's per-attribute work.
+	ConnLogOut io.Writer
 	// Registry receives the proxy's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// DrainTimeout bounds a graceful drain (listener removed, shutdown).
@@ -53,6 +58,9 @@ type Options struct {
 	// nextUpdate is flagged (status, certplane_proxy_expiring_soon) and
 	// logged; zero means status.DefaultExpiryWarning (30 days).
 	ExpiryWarning time.Duration
+	// NoRequestLog turns the per-request lines of the connection log off
+	// (handshake and recheck lines stay); requests are still counted.
+	NoRequestLog bool
 	// QuietExpiry turns the expiry log lines off, when a control plane in
 	// the same process already logs them with their files.
 	QuietExpiry bool

@@ -17,6 +17,14 @@ const upstreamTransportBuffer = 4 << 10
 // envoyMaxResponseHeaders is Envoy's default max_response_headers_kb.
 const envoyMaxResponseHeaders = 60 << 10
 
+// upstreamMaxIdlePerHost bounds the idle connections kept per upstream
+// host: above the concurrency a host usually sees, so that keep-alive
+// traffic does not dial (net/http's default is 2).
+const upstreamMaxIdlePerHost = 64
+
+// upstreamIdleTimeout is Envoy's upstream default idle timeout.
+const upstreamIdleTimeout = time.Hour
+
 // upstreamTransport is a cluster's HTTP/1.1 transport. A cluster or secret
 // change replaces it; the replaced one is retired: its idle connections
 // close at once and those still carrying a request close when the request
@@ -24,6 +32,9 @@ const envoyMaxResponseHeaders = 60 << 10
 // connections until the idle timeout.
 type upstreamTransport struct {
 	*http.Transport
+	// direct carries GET and HEAD requests without a body to a plaintext
+	// upstream (directtransport.go); nil for TLS upstreams.
+	direct   *directTransport
 	inflight atomic.Int64
 	retired  atomic.Bool
 }
@@ -54,9 +65,9 @@ func newTransport(s *clusterSpec, up *upstreamTLS) *upstreamTransport {
 	}
 	t := &http.Transport{
 		DialContext:            dial,
-		MaxIdleConnsPerHost:    64,
-		IdleConnTimeout:        time.Hour, // Envoy's upstream default idle timeout
-		ResponseHeaderTimeout:  0,         // the route timeout bounds the request instead
+		MaxIdleConnsPerHost:    upstreamMaxIdlePerHost,
+		IdleConnTimeout:        upstreamIdleTimeout,
+		ResponseHeaderTimeout:  0, // the route timeout bounds the request instead
 		ForceAttemptHTTP2:      false,
 		ReadBufferSize:         buf,
 		WriteBufferSize:        buf,
@@ -69,15 +80,25 @@ func newTransport(s *clusterSpec, up *upstreamTLS) *upstreamTransport {
 	if up != nil {
 		t.TLSClientConfig = up.config
 		t.TLSHandshakeTimeout = s.connectTimeout
+		return &upstreamTransport{Transport: t}
 	}
-	return &upstreamTransport{Transport: t}
+	ut := &upstreamTransport{Transport: t}
+	ut.direct = &directTransport{dial: dial, bufSize: buf, maxHeader: envoyMaxResponseHeaders,
+		maxIdle: upstreamMaxIdlePerHost, idleTimeout: upstreamIdleTimeout, retired: &ut.retired}
+	return ut
 }
 
 // RoundTrip counts the request in flight until its response body is
 // closed (or it fails).
 func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.inflight.Add(1)
-	resp, err := t.Transport.RoundTrip(r)
+	var resp *http.Response
+	var err error
+	if t.direct != nil && directEligible(r) {
+		resp, err = t.direct.RoundTrip(r)
+	} else {
+		resp, err = t.Transport.RoundTrip(r)
+	}
 	if err != nil {
 		t.done()
 		return nil, err
@@ -90,6 +111,14 @@ func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		resp.Body = db
 	}
 	return resp, nil
+}
+
+// CloseIdleConnections closes the idle connections of both paths.
+func (t *upstreamTransport) CloseIdleConnections() {
+	t.Transport.CloseIdleConnections()
+	if t.direct != nil {
+		t.direct.CloseIdleConnections()
+	}
 }
 
 func (t *upstreamTransport) done() {

@@ -202,6 +202,8 @@ func (d *demoSetup) startProxy(t *testing.T, ctx context.Context, backends []str
 		done <- runProxy(ctx, []string{
 			"--certs", filepath.Join(d.dir, "certs"), "--config", filepath.Join(d.dir, "config"),
 			"--admin-address", d.admin, "--drain-timeout", "1s",
+			// alignTurn reads the log while the proxy runs: unbatched.
+			"--log-flush-interval", "0",
 		}, d.connLog, &errOut)
 	}()
 	// Ready: alice gets an answer (polled with a deadline: the answer is the

@@ -39,7 +39,8 @@ type proxyFlags struct {
 	nodeID, nodeCluster             string
 	adminAddr, logFile              string
 	log                             *logFlags
-	drain                           time.Duration
+	pprof, noRequestLog             bool
+	drain, logFlush                 time.Duration
 	expiryWarning                   durationFlag
 	trust                           trustFlags
 }
@@ -68,7 +69,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.nodeID, "node-id", "", "xDS node id (default: certplane-proxy-<hostname>)")
 	fs.StringVar(&f.nodeCluster, "node-cluster", "certplane-proxy", "xDS node cluster")
 	fs.StringVar(&f.adminAddr, "admin-address", "127.0.0.1:18002", "admin endpoint: /healthz /readyz /status /metrics (empty: off)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler (net/http/pprof) under /debug/pprof/ on the admin endpoint; refused unless --admin-address is loopback")
 	fs.StringVar(&f.logFile, "log-file", "", "write the connection log to this file instead of stdout")
+	requestLog := fs.Bool("request-log", true, "write one connection-log line per request (false: handshake lines only; requests are still counted in the metrics)")
+	fs.DurationVar(&f.logFlush, "log-flush-interval", proxy.DefaultLogFlushInterval, "batch connection-log lines for up to this long (and 64 KiB) before writing them; 0 writes each line at once")
 	f.log = addLogFlags(fs, "info")
 	fs.DurationVar(&f.drain, "drain-timeout", 30*time.Second, "how long open connections may finish on shutdown")
 	f.expiryWarning = durationFlag{d: status.DefaultExpiryWarning}
@@ -80,6 +84,15 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.xdsAddr != "" && f.trust.set(fs) {
 		return usageError("--state-dir and --max-trust-store-size apply to standalone mode; with --xds, give them to certplane serve")
 	}
+	f.noRequestLog = !*requestLog
+	if f.pprof {
+		if f.adminAddr == "" {
+			return usageError("--pprof needs the admin endpoint (--admin-address)")
+		}
+		if err := admin.LoopbackOnly(f.adminAddr); err != nil {
+			return usageError("--pprof: --admin-address %v", err)
+		}
+	}
 	log, err := f.log.logger(stderr)
 	if err != nil {
 		return err
@@ -90,6 +103,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.xdsAddr == "" && (f.xdsCert != "" || f.xdsCA != "") {
 		return usageError("--xds-cert, --xds-key and --xds-ca need --xds")
 	}
+	logRuntime(log)
 	connOut := stdout
 	if f.logFile != "" {
 		fl, err := os.OpenFile(f.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
@@ -99,12 +113,18 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer fl.Close()
 		connOut = fl
 	}
+	// Batched, so that a request costs no write(2) of its own; flushed
+	// before the file closes (defers run in reverse).
+	lb := proxy.NewLogBuffer(connOut, f.logFlush)
+	defer lb.Close()
 	reg := admin.NewRegistry()
 	p := proxy.New(proxy.Options{
 		Logger:       log.With("component", "proxy"),
-		ConnLog:      slog.New(slog.NewJSONHandler(connOut, nil)),
+		ConnLog:      slog.New(slog.NewJSONHandler(lb, nil)),
+		ConnLogOut:   lb,
 		Registry:     reg,
 		DrainTimeout: f.drain,
+		NoRequestLog: f.noRequestLog,
 		// Standalone, the embedded control plane logs expiry with the files.
 		ExpiryWarning: f.expiryWarning.d,
 		QuietExpiry:   f.xdsAddr == "",
@@ -148,7 +168,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("--admin-address: %w", err)
 		}
-		h := admin.Handler(admin.Options{Status: statusDoc, Ready: ready, Registry: reg, Logger: log.With("component", "admin")})
+		h := admin.Handler(admin.Options{Status: statusDoc, Ready: ready, Registry: reg, Logger: log.With("component", "admin"), Pprof: f.pprof})
 		g.start(func() error { return admin.Serve(ctx, lis, h) })
 		log.Info("admin endpoint", "address", lis.Addr().String())
 	}

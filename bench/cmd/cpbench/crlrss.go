@@ -26,8 +26,9 @@ type CRLCost struct {
 	ProxyHWMMB float64 `json:"proxy_hwm_mb"`
 	ServeRSSMB float64 `json:"serve_rss_mb"`
 	ServeHWMMB float64 `json:"serve_hwm_mb"`
-	// ServeBinary is "certplane serve", or benchproxy when the product
-	// refused the CRL file (ServeRefused says why).
+	// ServeBinary is "certplane serve"; ServeRefused is kept empty for
+	// the report's older results (bench/cmd/benchproxy, which served when
+	// the loader refused a large CRL, is gone: nothing refuses it now).
 	ServeBinary  string `json:"serve_binary"`
 	ServeRefused string `json:"serve_refused,omitempty"`
 	Handshakes   int    `json:"handshakes"`
@@ -39,7 +40,7 @@ type CRLCost struct {
 
 // crlCost runs serve + proxy with a CRL of the given PEM (signed by ca) and
 // measures the proxy.
-func crlCost(ctx context.Context, bin, benchproxy, work, name string, ca *pki.CA, crlPEM []byte, serials, handshakes int) (*CRLCost, error) {
+func crlCost(ctx context.Context, bin, work, name string, ca *pki.CA, crlPEM []byte, serials, handshakes int) (*CRLCost, error) {
 	addrs := make([]string, 4)
 	for i := range addrs {
 		a, err := freeAddr()
@@ -64,18 +65,9 @@ func crlCost(ctx context.Context, bin, benchproxy, work, name string, ca *pki.CA
 	if err := serve.waitHTTP("http://"+serveAdmin+"/readyz", 120*time.Second); err != nil {
 		return nil, err
 	}
-	serveBin, refused := "certplane serve", ""
+	serveBin := "certplane serve"
 	if why := refusedFile(serve.log); why != "" {
-		// config.DefaultMaxFileSize: measure the same control plane with
-		// the loader's cap raised (bench/cmd/benchproxy -mode serve).
-		serve.stop()
-		serveBin, refused = "bench/cmd/benchproxy -mode serve", why
-		if serve, err = startDaemon(filepath.Join(dir, "serve.log"), benchproxy, append([]string{"-mode", "serve"}, serveArgs...)...); err != nil {
-			return nil, err
-		}
-		if err := serve.waitHTTP("http://"+serveAdmin+"/readyz", 120*time.Second); err != nil {
-			return nil, err
-		}
+		return nil, fmt.Errorf("certplane serve refused the %d-serial CRL: %s", serials, why)
 	}
 	px, err := startDaemon(filepath.Join(dir, "proxy.log"), bin, "proxy", "--xds", xdsAddr, "--insecure-xds", "--node-id", "cpbench-"+name,
 		"--admin-address", proxyAdmin, "--log-file", os.DevNull, "--log-level", "warn")
@@ -129,7 +121,7 @@ func crlCost(ctx context.Context, bin, benchproxy, work, name string, ca *pki.CA
 	r := &CRLCost{Serials: serials, Handshakes: handshakes,
 		ProxyRSSMB: mb(statusKB(px.pid(), "VmRSS")), ProxyHWMMB: mb(statusKB(px.pid(), "VmHWM")),
 		ServeRSSMB: mb(statusKB(serve.pid(), "VmRSS")), ServeHWMMB: mb(statusKB(serve.pid(), "VmHWM")),
-		ServeBinary: serveBin, ServeRefused: refused,
+		ServeBinary:            serveBin,
 		ProxyCPUPerHandshakeUS: float64(cpu) * 1e4 / float64(handshakes)}
 	r.HandshakeP50MS, _ = quantiles(lat)
 	return r, nil

@@ -37,7 +37,6 @@ type Results struct {
 
 func main() {
 	bin := flag.String("certplane", "certplane", "certplane binary (serve and proxy run as subprocesses)")
-	benchproxy := flag.String("benchproxy", "benchproxy", "bench/cmd/benchproxy binary, used when certplane serve refuses the large CRL")
 	work := flag.String("work", "", "scratch directory (required)")
 	out := flag.String("out", "", "write the JSON here (default stdout)")
 	part := flag.String("part", "all", "all, propagation, scale, crl, fanout, push, crlprof (scale-child is internal)")
@@ -66,7 +65,7 @@ func main() {
 	checkpointPath = *out
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := run(ctx, *bin, *benchproxy, *memprofile, *work, *part, *changes, *clients, *listeners, *cas, *serials)
+	r, err := run(ctx, *bin, *memprofile, *work, *part, *changes, *clients, *listeners, *cas, *serials)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -95,7 +94,7 @@ func checkpoint(r *Results) {
 	}
 }
 
-func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
+func run(ctx context.Context, bin, memprofile, work, part string, changes, clients, listeners, cas, serials int) (*Results, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
@@ -141,11 +140,11 @@ func run(ctx context.Context, bin, benchproxy, memprofile, work, part string, ch
 			return nil, err
 		}
 		log.Printf("proxy with a 1,000-serial CRL")
-		if r.CRLSmall, err = crlCost(ctx, bin, benchproxy, work, "crl-small", ca, small, 1_000, 500); err != nil {
+		if r.CRLSmall, err = crlCost(ctx, bin, work, "crl-small", ca, small, 1_000, 500); err != nil {
 			return nil, err
 		}
 		log.Printf("proxy with a %d-serial CRL", serials)
-		if r.CRLLarge, err = crlCost(ctx, bin, benchproxy, work, "crl-large", ca, big, serials, 500); err != nil {
+		if r.CRLLarge, err = crlCost(ctx, bin, work, "crl-large", ca, big, serials, 500); err != nil {
 			return nil, err
 		}
 		checkpoint(&r)
