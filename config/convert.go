@@ -67,6 +67,7 @@ func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 			item:   lineOf(n, 0),
 			certs:  pathLine(n, 0, "certificates"),
 			trust:  pathLine(n, 0, "client_auth", "trust_store"),
+			names:  pathLine(n, 0, "server_names"),
 			routes: pathLine(n, 0, "routes"),
 		}
 		for j := range rl.Routes {
@@ -144,6 +145,11 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 		return nil, errAt(at("address"), "address %q: host %q must be an IP address (0.0.0.0 or :: for every interface)", rl.Address, host)
 	}
 	l.Host, l.Port = addr.String(), port
+	names, ierr := convertServerNames(rl.ServerNames, at("server_names"))
+	if ierr != nil {
+		return nil, ierr
+	}
+	l.ServerNames = names
 
 	if len(rl.Certificates) == 0 {
 		return nil, errAt(at("certificates"), "certificates: at least one server certificate name is required")

@@ -244,6 +244,7 @@ func (r *resolver) resolve(files []*ConfigFile) {
 		}
 	}
 	clashes := r.portClashes(converted)
+	shared := r.sharedAddresses(converted)
 	loops := r.selfLoops(converted, files)
 	for _, name := range lnames {
 		var ps []Problem
@@ -256,6 +257,7 @@ func (r *resolver) resolve(files []*ConfigFile) {
 		if len(ps) == 0 && len(ds) == 1 {
 			ps = append(ps, r.listenerRefs(ds[0], backendProblems)...)
 			ps = append(ps, clashes[name]...)
+			ps = append(ps, shared.problems[name]...)
 			ps = append(ps, loops[name]...)
 		}
 		if len(ps) > 0 {
@@ -263,6 +265,7 @@ func (r *resolver) resolve(files []*ConfigFile) {
 			continue
 		}
 		l := *ds[0].l // the parse is cached and shared: the model gets its own copy
+		l.SharedAddress, l.PeerServerNames = shared.shared[name], shared.peers[name]
 		r.m.Listeners = append(r.m.Listeners, &l)
 		r.fullChainWarnings(ds[0])
 	}
@@ -411,12 +414,13 @@ func (r *resolver) sniRules(d listenerDef) []Problem {
 }
 
 // portClashes finds listeners that would bind the same port on overlapping
-// addresses (0.0.0.0:8443 covers 127.0.0.1:8443): each gets a problem.
+// but different addresses (0.0.0.0:8443 covers 127.0.0.1:8443): each gets
+// a problem. Exactly the same address is shared (sharedaddr.go).
 func (r *resolver) portClashes(ds []listenerDef) map[string][]Problem {
 	out := map[string][]Problem{}
 	for i, a := range ds {
 		for j, b := range ds {
-			if i == j || a.l.Port != b.l.Port || !overlap(a.l.Host, b.l.Host) {
+			if i == j || a.l.Port != b.l.Port || !overlap(a.l.Host, b.l.Host) || sameAddress(a.l, b.l) {
 				continue
 			}
 			out[a.l.Name] = append(out[a.l.Name], problemOf("", lineErr(a.cf.File, a.cf.lines[a.l.Name].item, fmt.Errorf(

@@ -635,7 +635,7 @@ func badInputCases() []loadCase {
 			name:   "unknown YAML key",
 			mutate: func(t *testing.T, f *fixture) { f.editWeb("address:", "adress:") },
 			want: func(f *fixture) []string {
-				return []string{`| $ROOT/config/web.yaml:3: unknown key "adress" in a listener (known keys: name, address, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)`}
+				return []string{`| $ROOT/config/web.yaml:3: unknown key "adress" in a listener (known keys: name, address, server_names, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)`}
 			},
 		},
 		{

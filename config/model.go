@@ -48,10 +48,23 @@ func (p Problem) Error() string { return p.Err.Error() }
 
 // Listener is one HTTPS listener.
 type Listener struct {
-	Name              string // [a-z0-9-]+, unique across files
-	Address           string // host:port as written (host may be an IP or 0.0.0.0/::)
-	Host              string // IP literal
-	Port              uint32
+	Name    string // [a-z0-9-]+, unique across files
+	Address string // host:port as written (host may be an IP or 0.0.0.0/::)
+	Host    string // IP literal
+	Port    uint32
+	// ServerNames restricts the listener to clients that send one of these
+	// TLS server names (SNI): lower-case DNS names or one-label wildcards
+	// "*.example.com" (which, as in Envoy, match any deeper name too).
+	// Empty: any name; on a shared address, the clients no other listener
+	// claims (config/sharedaddr.go).
+	ServerNames []string
+	// SharedAddress is set when other listeners have exactly this address:
+	// the data planes serve them on one socket and choose by SNI.
+	SharedAddress bool
+	// PeerServerNames are the server_names of the other listeners on the
+	// address, sorted. A request on this listener whose Host is one of them
+	// is answered 421 Misdirected Request (domain fronting).
+	PeerServerNames   []string
 	Certificates      []string // names under certs/server; [0] is the default
 	TLS               TLSPolicy
 	HTTP2             bool

@@ -28,6 +28,7 @@ type rawFile struct {
 type rawListener struct {
 	Name              string           `yaml:"name"`
 	Address           string           `yaml:"address"`
+	ServerNames       *[]string        `yaml:"server_names"`
 	Certificates      []string         `yaml:"certificates"`
 	TLSPolicy         *rawTLSPolicy    `yaml:"tls_policy"`
 	HTTP2             *bool            `yaml:"http2"`
@@ -195,6 +196,7 @@ type ConfigFile struct {
 // problems found later (references) can name the line.
 type itemLines struct {
 	item, certs, trust, routes, tls int
+	names                           int // server_names, else the item
 	routeLine                       []int
 	endpointLine                    []int // of each backend endpoint
 }

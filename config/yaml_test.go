@@ -166,8 +166,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "top-level typo", yaml: "listener: []\n",
 			fileErr: `c.yaml:1: unknown key "listener" at the top level (known keys: listeners, backends, trust_stores)`},
 		{name: "two unknown keys, both reported", yaml: l + "    htp2: true\n    foo: 1\n",
-			fileErr: "c.yaml:6: unknown key \"htp2\" in a listener (known keys: name, address, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)\n" +
-				"c.yaml:7: unknown key \"foo\" in a listener (known keys: name, address, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)"},
+			fileErr: "c.yaml:6: unknown key \"htp2\" in a listener (known keys: name, address, server_names, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)\n" +
+				"c.yaml:7: unknown key \"foo\" in a listener (known keys: name, address, server_names, certificates, tls_policy, http2, http, client_auth, client_cert_headers, routes)"},
 		{name: "unknown key in http", yaml: l + "    http: {underscores: drop}\n",
 			fileErr: `c.yaml:6: unknown key "underscores" in a listener's http (known keys: headers_with_underscores)`},
 		{name: "http not a mapping", yaml: l + "    http: drop\n",

@@ -35,6 +35,7 @@ var goldenBundles = map[string][]string{
 	"crl-leaf-only":       {"payments", "partners", "partners-crl"},
 	"san-rules":           {"payments", "partners"},
 	"sni-multi-cert":      {"payments", "api", "admin", "partners"},
+	"sni-shared":          {"payments", "api", "admin", "partners"},
 	"headers-alb":         {"payments", "partners"},
 	"headers-xfcc-alb":    {"payments", "partners"},
 	"upstream-tls":        {"payments", "internal"},

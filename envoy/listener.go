@@ -9,7 +9,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/certplane/certplane/config"
@@ -19,7 +18,11 @@ import (
 // each terminating TLS with secrets from SDS and handing HTTP to a connection
 // manager. With several certificates, tls_inspector reads the SNI and the
 // chain whose certificate's DNS SANs match it is chosen; clients with no or
-// an unknown SNI get the first (default) certificate.
+// an unknown SNI get the first (default) certificate. server_names and a
+// shared address shape the chains as planChains says; on a shared address
+// the Listener built here is l's part of the address's Listener
+// (SharedListenerName), holding only l's chains: MergeListeners joins the
+// parts.
 func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Listener, error) {
 	if len(l.Certificates) == 0 {
 		return nil, fmt.Errorf("listener %q: no certificate", l.Name)
@@ -36,12 +39,13 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 	if err != nil {
 		return nil, err
 	}
-	log, err := ListenerAccessLog(l.Name)
+	name := ListenerName(l)
+	log, err := ListenerAccessLog(name)
 	if err != nil {
 		return nil, err
 	}
 	lis := &listenerv3.Listener{
-		Name: l.Name,
+		Name: name,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Protocol:      corev3.SocketAddress_TCP,
 			Address:       l.Host,
@@ -50,7 +54,8 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 		AccessLog:                     []*accesslogv3.AccessLog{log},
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(PerConnectionBufferLimit),
 	}
-	for i, cert := range l.Certificates {
+	plans, withDefault := planChains(l, names)
+	chain := func(cert string) (*listenerv3.FilterChain, error) {
 		tctx, err := DownstreamTLSContext(l, cert, o)
 		if err != nil {
 			return nil, err
@@ -59,7 +64,7 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 		if err != nil {
 			return nil, err
 		}
-		fc := &listenerv3.FilterChain{
+		return &listenerv3.FilterChain{
 			Name: FilterChainName(l.Name, cert),
 			Filters: []*listenerv3.Filter{{
 				Name:       HTTPConnectionManagerName,
@@ -67,13 +72,27 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 			}},
 			TransportSocket: ts,
 			Metadata:        OCSPMetadata(l),
+		}, nil
+	}
+	for _, p := range plans {
+		fc, err := chain(p.cert)
+		if err != nil {
+			return nil, err
 		}
-		if len(l.Certificates) > 1 {
-			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: names[i]}
+		if len(p.names) > 0 {
+			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: p.names}
 		}
 		lis.FilterChains = append(lis.FilterChains, fc)
 	}
-	if len(l.Certificates) > 1 {
+	if withDefault {
+		def, err := chain(l.Certificates[0])
+		if err != nil {
+			return nil, err
+		}
+		def.Name = DefaultFilterChainName(l.Name, l.Certificates[0])
+		lis.DefaultFilterChain = def
+	}
+	if len(lis.FilterChains) > 1 || withDefault || l.SharedAddress || len(l.ServerNames) > 0 {
 		inspector, err := typed(&tlsinspectorv3.TlsInspector{})
 		if err != nil {
 			return nil, err
@@ -82,10 +101,6 @@ func Listener(m *config.Model, l *config.Listener, o Options) (*listenerv3.Liste
 			Name:       TLSInspectorName,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: inspector},
 		}}
-		def := proto.Clone(lis.FilterChains[0]).(*listenerv3.FilterChain)
-		def.Name = DefaultFilterChainName(l.Name, l.Certificates[0])
-		def.FilterChainMatch = nil
-		lis.DefaultFilterChain = def
 	}
 	return lis, nil
 }
@@ -105,7 +120,7 @@ func serverNames(m *config.Model, l *config.Listener) ([][]string, error) {
 		if !ok || len(kp.Chain) == 0 {
 			return nil, fmt.Errorf("listener %q: server certificate %q is not loaded (certs/server/%s)", l.Name, cert, cert)
 		}
-		if len(l.Certificates) == 1 {
+		if len(l.Certificates) == 1 && len(l.ServerNames) == 0 {
 			break
 		}
 		for _, n := range kp.Chain[0].DNSNames {
@@ -119,7 +134,7 @@ func serverNames(m *config.Model, l *config.Listener) ([][]string, error) {
 			seen[n] = cert
 			out[i] = append(out[i], n)
 		}
-		if len(out[i]) == 0 {
+		if len(out[i]) == 0 && len(l.ServerNames) == 0 {
 			return nil, fmt.Errorf("listener %q: certificate %q has no DNS SAN, so SNI could not select it among several certificates", l.Name, cert)
 		}
 	}

@@ -94,7 +94,7 @@ func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfigurati
 		}
 		vhosts = append(vhosts, vh)
 	}
-	return &routev3.RouteConfiguration{
+	rc := &routev3.RouteConfiguration{
 		Name:         l.Name,
 		VirtualHosts: vhosts,
 		// Route hosts carry no port, and a client reaching the listener
@@ -108,6 +108,8 @@ func RouteConfiguration(l *config.Listener, o Options) *routev3.RouteConfigurati
 			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
 		}},
 	}
+	GuardFronting(rc, l.PeerServerNames)
+	return rc
 }
 
 // loopRoute answers 508 to a request whose via header (all values, joined

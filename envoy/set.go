@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -228,7 +229,9 @@ func Translate(m *config.Model) (map[string]Set, error) {
 
 // Merge unions sets. Listeners share Clusters and Secrets; a name built twice
 // must be the same resource, else the sets came from different models and
-// merging them would publish one listener's view under another's name.
+// merging them would publish one listener's view under another's name. The
+// exception is a shared address's Listener, whose parts (one per config
+// listener) MergeListeners joins.
 func Merge(sets ...Set) (Set, error) {
 	out := newSet()
 	for _, s := range sets {
@@ -238,7 +241,14 @@ func Merge(sets ...Set) (Set, error) {
 			}
 			for n, r := range byName {
 				if prev, ok := out[t][n]; ok && !proto.Equal(prev, r) {
-					return nil, fmt.Errorf("two different %s resources named %q", shortType(t), n)
+					if t != resource.ListenerType || !IsSharedListenerName(n) {
+						return nil, fmt.Errorf("two different %s resources named %q", shortType(t), n)
+					}
+					joined, err := MergeListeners(prev.(*listenerv3.Listener), r.(*listenerv3.Listener))
+					if err != nil {
+						return nil, err
+					}
+					r = joined
 				}
 				out[t][n] = r
 			}

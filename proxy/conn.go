@@ -80,8 +80,8 @@ func (c *trackedConn) Close() error {
 // failure reason reaches the connection log and the refusal carries its
 // precise alert (alert.go). VerifyConnection also runs on resumed
 // sessions, so a resumed session meets today's trust and CRLs. The clone
-// keeps the listener's session ticket keys (Go uses the listener config's
-// unless the clone sets its own).
+// gets the chain's own session ticket keys, so that no ticket resumes on
+// another chain (tickets.go).
 func (lr *listenerRuntime) handshakeConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -99,6 +99,7 @@ func (lr *listenerRuntime) handshakeConfig() *tls.Config {
 			tc.chain, tc.verifier = chain, chain.verifier
 			tc.mu.Unlock()
 			cfg := chain.tls.Clone()
+			cfg.SetSessionTicketKeys(lr.p.tickets.keys(lr.name, chain.name, time.Now()))
 			v := chain.verifier
 			if cfg.ClientAuth != tls.NoClientCert {
 				cfg.KeyLogWriter = &tc.keys

@@ -69,7 +69,7 @@ func (lr *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.body = &requestBody{ReadCloser: r.Body, max: copyBuffer}
 		r.Body = ex.body
 	}
-	defer func() { p.logRequest(lr.name, r, ex, sw, start) }()
+	defer func() { p.logRequest(requestLogName(lr.name, chain), r, ex, sw, start) }()
 	if chain == nil {
 		sw.fail(http.StatusServiceUnavailable, "no filter chain")
 		return

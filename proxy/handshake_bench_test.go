@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/certplane/certplane/pki/pkitest"
 )
@@ -50,7 +52,7 @@ func BenchmarkMTLSHandshake(b *testing.B) {
 // handshake on the server's side: a per-connection clone of the chain's
 // tls.Config (returned by GetConfigForClient) and, where a client
 // certificate is requested, a key log writer for the precise refusal alert
-// (alert.go). "shared" returns the chain's config itself, as a proxy without
+// (alert.go), and the chain's own session ticket keys (tickets.go). "shared" returns the chain's config itself, as a proxy without
 // per-connection callbacks would. In-process over net.Pipe, TLS 1.3.
 func BenchmarkHandshakeConfig(b *testing.B) {
 	ca := pkitest.NewCA(b, "Bench CA")
@@ -59,7 +61,8 @@ func BenchmarkHandshakeConfig(b *testing.B) {
 	chainCfg := &tls.Config{Certificates: []tls.Certificate{ca.Server("proxy.test").TLS()}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS13}
 	alice := ca.Client("alice").TLS()
 	client := &tls.Config{RootCAs: pool, ServerName: "proxy.test", Certificates: []tls.Certificate{alice}}
-	for _, mode := range []string{"shared", "clone", "clone+keylog"} {
+	var tickets ticketKeys
+	for _, mode := range []string{"shared", "clone", "clone+keylog", "clone+keylog+tickets"} {
 		b.Run(mode, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -70,8 +73,11 @@ func BenchmarkHandshakeConfig(b *testing.B) {
 						return chainCfg, nil
 					}
 					cfg := chainCfg.Clone()
-					if mode == "clone+keylog" {
+					if strings.HasPrefix(mode, "clone+keylog") {
 						cfg.KeyLogWriter = &keys
+					}
+					if mode == "clone+keylog+tickets" { // the chain's own ticket keys (tickets.go)
+						cfg.SetSessionTicketKeys(tickets.keys("bench", "bench/proxy", time.Now()))
 					}
 					return cfg, nil
 				}}

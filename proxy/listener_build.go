@@ -78,6 +78,9 @@ func (b *builder) buildListener(l *listenerv3.Listener) (*listenerState, error) 
 		ls.def = c
 	}
 	ls.server = ls.chains[0].hcm.server
+	if err := sameServerSettings(ls); err != nil {
+		return nil, err
+	}
 	ls.copyBuffer = bufferLimitChunk(l.GetPerConnectionBufferLimitBytes())
 	ls.bufferLimit = envoyBufferLimit
 	if v := l.GetPerConnectionBufferLimitBytes(); v != nil {
@@ -272,6 +275,7 @@ func checkHCM(h *hcmv3.HttpConnectionManager) (*hcmSettings, error) {
 	}
 	s := &hcmSettings{
 		routeName:         rds.GetRouteConfigName(),
+		statPrefix:        h.GetStatPrefix(),
 		xfcc:              h.GetForwardClientCertDetails(),
 		streamIdleTimeout: 5 * time.Minute, // Envoy's defaults
 		server:            serverSettings{idleTimeout: time.Hour, maxHeaderBytes: 60 << 10},

@@ -79,6 +79,8 @@ type Proxy struct {
 	// reverseProxy).
 	rps         sync.Map
 	mtlsOptions mtls.Options
+	// tickets holds each filter chain's session ticket keys (tickets.go).
+	tickets ticketKeys
 
 	state atomic.Pointer[state]
 	// updatedCh is closed and replaced by every commit (see Updated).

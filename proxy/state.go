@@ -86,6 +86,10 @@ type chainState struct {
 // hcmSettings is what the proxy honours of an HttpConnectionManager.
 type hcmSettings struct {
 	routeName string
+	// statPrefix names the config listener of a chain in the request log
+	// and metrics (certplane sets it to the listener's name; on a shared
+	// address the Listener's name is the address's).
+	statPrefix string
 	// xfcc is forward_client_cert_details; xfccFields is
 	// set_current_client_cert_details (SANITIZE_SET, APPEND_FORWARD).
 	xfcc              hcmv3.HttpConnectionManager_ForwardClientCertDetails

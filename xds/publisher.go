@@ -210,7 +210,7 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 	// whole listener update.
 	for name, u := range kept {
 		for _, f := range fresh {
-			if u.addr != "" && u.addr == f.addr {
+			if u.addr != "" && u.addr == f.addr && !sharesListener(u, f) {
 				delete(kept, name)
 				errs = append(errs, ListenerError{Listener: name, File: u.source, Err: fmt.Errorf(
 					"listener %s: last good version withdrawn: its address %s is now used by listener %s", name, u.addr, f.name)})
@@ -219,7 +219,8 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		}
 	}
 
-	merged := envoy.Set{}
+	shared, joinErr := joinShared(fresh, kept, &errs)
+	merged := envoy.Set{resource.ListenerType: shared}
 	add := func(units map[string]*unit) {
 		for _, name := range sortedKeys(units) {
 			for typeURL, items := range units[name].set {
@@ -227,6 +228,9 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 					merged[typeURL] = map[string]types.Resource{}
 				}
 				for n, r := range items {
+					if typeURL == resource.ListenerType && envoy.IsSharedListenerName(n) {
+						continue // joined by joinShared
+					}
 					merged[typeURL][n] = r
 				}
 			}
@@ -243,6 +247,9 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		}
 		p.served.Store(newServed(&prev, p.lastGood, m, errs, err))
 		return res, err
+	}
+	if joinErr != nil {
+		return fail(joinErr)
 	}
 	b, err := h.build(merged)
 	if err != nil {

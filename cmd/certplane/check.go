@@ -112,6 +112,7 @@ func printCheckListener(w io.Writer, m *config.Model, l *config.Listener, now ti
 		tls += ", TLS 1.2 suites " + strings.Join(l.TLS.CipherSuites, ":")
 	}
 	fmt.Fprintf(w, "  tls: %s; alpn %s\n", tls, alpn)
+	printCheckServerNames(w, l)
 	for i, name := range l.Certificates {
 		kp := m.Servers[name]
 		role := "default"
