@@ -93,7 +93,7 @@ var (
 	descCertExpiry = prometheus.NewDesc("certplane_proxy_certificate_expiry_seconds",
 		"Seconds until the certificate of an SDS key-pair secret expires (negative once expired).",
 		[]string{"secret"}, nil)
-	descCRLExpiry = prometheus.NewDesc("certplane_proxy_crl_expiry_seconds",
+	descCRLExpiry = prometheus.NewDesc("certplane_proxy_crl_next_update_seconds",
 		"Seconds until the earliest next_update of the CRLs of an SDS validation-context secret (negative once stale: handshakes fail closed).",
 		[]string{"secret"}, nil)
 	descListenerConns = prometheus.NewDesc("certplane_proxy_listener_connections",
