@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -77,30 +76,11 @@ func convertIdentity(rs rawIdentity) (IdentityMatcher, error) {
 		return IdentityMatcher{}, fmt.Errorf("%s", errIssuer)
 	}
 	m := IdentityMatcher{Type: t}
-	var kinds []string
-	set := func(kind string, v *string, dst *string) {
-		if v != nil {
-			kinds = append(kinds, kind)
-			*dst = *v
-		}
+	v, err := oneStringMatch(rs.Exact, rs.Prefix, rs.Suffix, rs.Contains, rs.Regex)
+	if err != nil {
+		return m, err
 	}
-	set("exact", rs.Exact, &m.Exact)
-	set("prefix", rs.Prefix, &m.Prefix)
-	set("suffix", rs.Suffix, &m.Suffix)
-	set("contains", rs.Contains, &m.Contains)
-	set("regex", rs.Regex, &m.Regex)
-	if len(kinds) != 1 {
-		return m, fmt.Errorf("want exactly one of exact, prefix, suffix, contains, regex; got %d", len(kinds))
-	}
-	if m.Exact+m.Prefix+m.Suffix+m.Contains+m.Regex == "" {
-		return m, fmt.Errorf("%s must not be empty", kinds[0])
-	}
-	if m.Regex != "" {
-		// Go's regexp implements RE2 syntax, the dialect of Envoy's safe_regex.
-		if _, err := regexp.Compile(m.Regex); err != nil {
-			return m, fmt.Errorf("regex %q does not compile as RE2: %v", m.Regex, err)
-		}
-	}
+	m.Exact, m.Prefix, m.Suffix, m.Contains, m.Regex = v[0], v[1], v[2], v[3], v[4]
 	if t == IdentityIP && m.Exact != "" {
 		if _, err := netip.ParseAddr(m.Exact); err != nil {
 			return m, fmt.Errorf("exact %q is not an IP address", m.Exact)

@@ -439,6 +439,34 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 	return ca, nil
 }
 
+// oneStringMatch checks the string-matcher choice of a SAN rule or an
+// identity matcher: exactly one of exact, prefix, suffix, contains, regex,
+// not empty, and a regex that compiles as RE2 (Go's regexp implements the
+// dialect of Envoy's safe_regex). It returns the five values in that order,
+// all empty but the one given.
+func oneStringMatch(exact, prefix, suffix, contains, regex *string) ([5]string, error) {
+	kinds := [5]string{"exact", "prefix", "suffix", "contains", "regex"}
+	var out [5]string
+	n, set := 0, 0
+	for i, v := range [5]*string{exact, prefix, suffix, contains, regex} {
+		if v != nil {
+			n, set, out[i] = n+1, i, *v
+		}
+	}
+	if n != 1 {
+		return out, fmt.Errorf("want exactly one of exact, prefix, suffix, contains, regex; got %d", n)
+	}
+	if out[set] == "" {
+		return out, fmt.Errorf("%s must not be empty", kinds[set])
+	}
+	if set == 4 {
+		if _, err := regexp.Compile(out[4]); err != nil {
+			return out, fmt.Errorf("regex %q does not compile as RE2: %v", out[4], err)
+		}
+	}
+	return out, nil
+}
+
 // convertSAN checks one subject-alt-name rule as the YAML gives it.
 func convertSAN(rs rawSAN) (SANMatcher, error) {
 	t, err := ParseSANType(rs.Type)
@@ -446,31 +474,11 @@ func convertSAN(rs rawSAN) (SANMatcher, error) {
 		return SANMatcher{}, err
 	}
 	m := SANMatcher{Type: t}
-	var kinds []string
-	set := func(kind string, v *string, dst *string) {
-		if v != nil {
-			kinds = append(kinds, kind)
-			*dst = *v
-		}
+	v, err := oneStringMatch(rs.Exact, rs.Prefix, rs.Suffix, rs.Contains, rs.Regex)
+	if err != nil {
+		return m, err
 	}
-	set("exact", rs.Exact, &m.Exact)
-	set("prefix", rs.Prefix, &m.Prefix)
-	set("suffix", rs.Suffix, &m.Suffix)
-	set("contains", rs.Contains, &m.Contains)
-	set("regex", rs.Regex, &m.Regex)
-	if len(kinds) != 1 {
-		return m, fmt.Errorf("want exactly one of exact, prefix, suffix, contains, regex; got %d", len(kinds))
-	}
-	v := m.Exact + m.Prefix + m.Suffix + m.Contains + m.Regex
-	if v == "" {
-		return m, fmt.Errorf("%s must not be empty", kinds[0])
-	}
-	if m.Regex != "" {
-		// Go's regexp implements RE2 syntax, the dialect of Envoy's safe_regex.
-		if _, err := regexp.Compile(m.Regex); err != nil {
-			return m, fmt.Errorf("regex %q does not compile as RE2: %v", m.Regex, err)
-		}
-	}
+	m.Exact, m.Prefix, m.Suffix, m.Contains, m.Regex = v[0], v[1], v[2], v[3], v[4]
 	if m.Type == SANIP && m.Exact != "" {
 		if _, err := netip.ParseAddr(m.Exact); err != nil {
 			return m, fmt.Errorf("exact %q is not an IP address", m.Exact)
