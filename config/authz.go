@@ -18,7 +18,9 @@ const (
 	IdentityEmail
 	IdentityIP
 	IdentitySubject // RFC 2253 as BoringSSL prints it (docs/resources.md, RBAC)
-	IdentityIssuer  // parsed so that the refusal can say why; never in a model
+	// IdentityIssuer is the issuer DN, printed as the subject is. Only the
+	// bundled proxy enforces it (see issuerChecks).
+	IdentityIssuer
 )
 
 var identityTypeNames = enumNames{"", "dns", "uri", "email", "ip", "subject", "issuer"}
@@ -57,23 +59,13 @@ type IdentityMatcher struct {
 	Regex    string
 }
 
-// errIssuer is why issuer matchers are refused: no Envoy RBAC principal or
-// matching input reads the peer certificate's issuer, and certplane never
-// publishes a rule Envoy would enforce more loosely than written.
-const errIssuer = "type issuer cannot be enforced by Envoy: its RBAC filter reads URI SANs, DNS SANs, " +
-	"email and IP SANs and the subject of a client certificate, never its issuer; " +
-	"admit only that issuer's clients with a trust store holding only that CA"
-
 // convertIdentity checks one allow or subjects entry as the YAML gives it.
 func convertIdentity(rs rawIdentity) (IdentityMatcher, error) {
 	var t IdentityType
 	if v, ok := identityTypeNames.parse(rs.Type); ok {
 		t = IdentityType(v)
 	} else {
-		return IdentityMatcher{}, fmt.Errorf("type %q: want dns, uri, email, ip or subject", rs.Type)
-	}
-	if t == IdentityIssuer {
-		return IdentityMatcher{}, fmt.Errorf("%s", errIssuer)
+		return IdentityMatcher{}, fmt.Errorf("type %q: want dns, uri, email, ip, subject or issuer", rs.Type)
 	}
 	m := IdentityMatcher{Type: t}
 	v, err := oneStringMatch(rs.Exact, rs.Prefix, rs.Suffix, rs.Contains, rs.Regex)
@@ -90,13 +82,18 @@ func convertIdentity(rs rawIdentity) (IdentityMatcher, error) {
 }
 
 // convertIdentities converts a list whose sequence node is n; key names
-// the list in messages ("client_auth: subjects", "routes[2]: allow").
-func convertIdentities(raw []rawIdentity, n *yaml.Node, fallback int, key string) ([]IdentityMatcher, *itemErr) {
+// the list in messages ("client_auth: subjects", "routes[2]: allow"). The
+// first issuer entry is noted in *issuerAt (when nil) for issuerChecks.
+func convertIdentities(raw []rawIdentity, n *yaml.Node, fallback int, key string, issuerAt **itemErr) ([]IdentityMatcher, *itemErr) {
 	out := make([]IdentityMatcher, 0, len(raw))
 	for i, rs := range raw {
+		line := lineOf(seqItem(n, i), fallback)
 		m, err := convertIdentity(rs)
 		if err != nil {
-			return nil, errAt(lineOf(seqItem(n, i), fallback), "%s[%d]: %v", key, i, err)
+			return nil, errAt(line, "%s[%d]: %v", key, i, err)
+		}
+		if m.Type == IdentityIssuer && *issuerAt == nil {
+			*issuerAt = errAt(line, "%s[%d]", key, i)
 		}
 		out = append(out, m)
 	}
@@ -131,7 +128,7 @@ func convertRouteAllow(l *Listener, raw []rawRoute, routes *yaml.Node, fallback 
 		if why := identityModeErr(l.ClientAuth.Mode); why != "" {
 			return errAt(line, "routes[%d]: allow: %s", i, why)
 		}
-		ms, ierr := convertIdentities(r.Allow, mapValue(rn, "allow"), line, fmt.Sprintf("routes[%d]: allow", i))
+		ms, ierr := convertIdentities(r.Allow, mapValue(rn, "allow"), line, fmt.Sprintf("routes[%d]: allow", i), &l.issuerAt)
 		if ierr != nil {
 			return ierr
 		}

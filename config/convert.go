@@ -179,7 +179,7 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 	}
 	l.HTTP = hp
 	caKey, caNode := mapEntry(n, "client_auth")
-	ca, ierr := convertClientAuth(rl.ClientAuth, caNode, lineOf(caKey, lineOf(n, 0)))
+	ca, ierr := convertClientAuth(rl.ClientAuth, caNode, lineOf(caKey, lineOf(n, 0)), &l.issuerAt)
 	if ierr != nil {
 		return nil, ierr
 	}
@@ -313,7 +313,7 @@ func tlsVersion(s string) (TLSVersion, error) {
 
 // convertClientAuth converts client_auth, whose value node is n and whose
 // key is on line keyLine.
-func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth, *itemErr) {
+func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int, issuerAt **itemErr) (ClientAuth, *itemErr) {
 	at := func(keys ...string) int { return pathLine(n, keyLine, keys...) }
 	item := func(key string, i int) int { return lineOf(seqItem(mapValue(n, key), i), at(key)) }
 	ca := ClientAuth{Mode: ModeOff, CRL: CRLFullChain, AdvertiseCANames: true}
@@ -425,7 +425,7 @@ func convertClientAuth(rc *rawClientAuth, n *yaml.Node, keyLine int) (ClientAuth
 		if len(rc.Subjects) == 0 {
 			return ca, errAt(at("subjects"), "client_auth: subjects is empty, which would admit nobody; remove it to admit every verified client")
 		}
-		subjects, ierr := convertIdentities(rc.Subjects, mapValue(n, "subjects"), at("subjects"), "client_auth: subjects")
+		subjects, ierr := convertIdentities(rc.Subjects, mapValue(n, "subjects"), at("subjects"), "client_auth: subjects", issuerAt)
 		if ierr != nil {
 			return ca, ierr
 		}

@@ -46,6 +46,7 @@ var goldenBundles = map[string][]string{
 	"two-listeners":       {"payments", "api", "partners", "partners-crl"},
 	"authz-routes":        {"payments", "partners"},
 	"authz-subjects":      {"payments", "partners"},
+	"authz-issuer":        {"payments", "partners"},
 	"xfcc-append-forward": {"payments", "partners"},
 	"xfcc-forward-only":   {"payments", "partners"},
 	"routing":             {"payments"},

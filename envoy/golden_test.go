@@ -25,10 +25,13 @@ var goldenFiles = map[string]string{
 }
 
 // loadCase reads a golden case's input directories through config.Load,
-// exactly as serve does, and insists the model is clean.
+// exactly as serve does, and insists the model is clean. A case with a
+// file input/proxy-only is loaded as serve --data-plane proxy loads it.
 func loadCase(t *testing.T, dir string) *config.Model {
 	t.Helper()
-	m, err := config.Load(filepath.Join(dir, "input", "certs"), filepath.Join(dir, "input", "config"))
+	_, err := os.Stat(filepath.Join(dir, "input", "proxy-only"))
+	ld := config.Loader{ProxyOnly: err == nil}
+	m, err := ld.Load(filepath.Join(dir, "input", "certs"), filepath.Join(dir, "input", "config"))
 	if err != nil {
 		t.Fatalf("config.Load: %v", err)
 	}

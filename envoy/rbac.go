@@ -114,7 +114,9 @@ func identityPrincipals(ms []config.IdentityMatcher) ([]*rbacconfigv3.Principal,
 //     matches any TLS connection). A certificate whose URI or DNS SAN
 //     matches the subject pattern too is therefore refused: narrower than
 //     written, never wider.
-//   - issuer: refused by config (no Envoy input reads it).
+//   - issuer: a metadata principal Envoy never matches and the bundled
+//     proxy reads as the issuer DN (issuerPrincipal); config serves it
+//     only to certplane proxies.
 func IdentityPrincipal(m config.IdentityMatcher) (*rbacconfigv3.Principal, error) {
 	sm, err := identityStringMatcher(m)
 	if err != nil {
@@ -142,6 +144,8 @@ func IdentityPrincipal(m config.IdentityMatcher) (*rbacconfigv3.Principal, error
 			Authenticated: &rbacconfigv3.Principal_Authenticated{PrincipalName: sm},
 		}}
 		return andIDs(validated, authenticated, notID(uri), notID(dns)), nil
+	case config.IdentityIssuer:
+		return issuerPrincipal(sm)
 	}
 	return nil, fmt.Errorf("identity type %s cannot be expressed in Envoy RBAC", m.Type)
 }

@@ -130,6 +130,8 @@ func buildPrincipal(p *rbacconfigv3.Principal) (principal, error) {
 			a.name = m
 		}
 		return a, nil
+	case *rbacconfigv3.Principal_SourcedMetadata:
+		return buildIssuerPrincipal(id.SourcedMetadata)
 	case *rbacconfigv3.Principal_Custom:
 		if id.Custom.GetName() != mtlsAuthenticatedName {
 			return nil, fmt.Errorf("custom %q is not implemented by certplane proxy (only %s)", id.Custom.GetName(), mtlsAuthenticatedName)
@@ -152,7 +154,7 @@ func buildPrincipal(p *rbacconfigv3.Principal) (principal, error) {
 		}
 		return m, nil
 	}
-	return nil, errors.New("only any, and_ids, or_ids, not_id, authenticated and custom mtls_authenticated are implemented by certplane proxy")
+	return nil, errors.New("only any, and_ids, or_ids, not_id, authenticated, custom mtls_authenticated and sourced_metadata certplane.issuer are implemented by certplane proxy")
 }
 
 func buildPrincipalSet(s *rbacconfigv3.Principal_Set) ([]principal, error) {

@@ -38,16 +38,23 @@ type configEnv struct {
 
 func newConfigEnv(t *testing.T, yaml string) *configEnv {
 	t.Helper()
+	return newConfigEnvWith(t, yaml, pkitest.NewCA(t, "Partners CA"), config.Loader{})
+}
+
+// newConfigEnvWith is newConfigEnv with the trust store "partners" holding
+// clientCA, and the config loaded by ld (ProxyOnly: as certplane proxy).
+func newConfigEnvWith(t *testing.T, yaml string, clientCA *pkitest.CA, ld config.Loader) *configEnv {
+	t.Helper()
 	e := &configEnv{}
 	e.serverCA = pkitest.NewCA(t, "Server Root CA")
 	e.server = e.serverCA.Server("proxy.test", pkitest.URIs("spiffe://edge/proxy"))
-	e.clientCA = pkitest.NewCA(t, "Partners CA")
+	e.clientCA = clientCA
 	e.app = startBackend(t, "app")
 	tree := pkitest.NewTree(t)
 	tree.Server("proxy", e.server)
 	tree.Write("certs/trust/partners/ca.pem", e.clientCA.CertPEM(), 0o644)
 	tree.Write("config/listeners.yaml", []byte(strings.ReplaceAll(yaml, "APP", e.app.addr())), 0o644)
-	m, err := config.Load(tree.Certs, tree.Config)
+	m, err := ld.Load(tree.Certs, tree.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ Exit status: 0 when nothing blocks any listener, 1 when a problem is found.`)
 	admins := stringsFlag{}
 	fs.Var(&admins, "admin-address", "an admin endpoint the data plane runs (serve's, the proxy's or Envoy's), host:port; a backend on it is a warning (comma-separated or repeated)")
 	trust := addTrustFlags(fs, true)
-	dataPlane := fs.String("data-plane", "envoy", "as serve's --data-plane: envoy refuses listeners with client_auth.ocsp mode require; proxy (certplane proxy only) serves them")
+	dataPlane := fs.String("data-plane", "envoy", "as serve's --data-plane: envoy refuses listeners with client_auth.ocsp mode require or an issuer entry in allow/subjects; proxy (certplane proxy only) serves them")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func TestCheckAuthz(t *testing.T) {
 	if code != 1 || errb != "certplane check: 1 problem found\n" {
 		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errb, out)
 	}
-	if want := "type issuer cannot be enforced by Envoy: its RBAC filter reads URI SANs, DNS SANs, email and IP SANs and the subject of a client certificate, never its issuer"; !strings.Contains(out, want) {
+	if want := "type issuer is enforced only by the bundled proxy: Envoy's RBAC filter reads the SANs and the subject of a client certificate, never its issuer"; !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 

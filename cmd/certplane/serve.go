@@ -69,7 +69,7 @@ loopback.`)
 	expiryWarning := durationFlag{d: status.DefaultExpiryWarning}
 	fs.Var(&expiryWarning, "expiry-warning", "warn (log, certplane_expiring_soon, status page) when a served certificate or a CRL's nextUpdate is this close")
 	trust := addTrustFlags(fs, false)
-	dataPlane := fs.String("data-plane", "envoy", "who consumes the xDS resources: envoy (a listener with client_auth.ocsp mode require is refused: Envoy cannot check client OCSP), or proxy (only certplane proxies, which enforce it)")
+	dataPlane := fs.String("data-plane", "envoy", "who consumes the xDS resources: envoy (a listener with client_auth.ocsp mode require or an issuer entry in allow/subjects is refused: Envoy cannot check client OCSP or read the issuer), or proxy (only certplane proxies, which enforce them)")
 	if err := parseCLIFlags(fs, args, 0, stdout, stderr); err != nil {
 		return err
 	}

@@ -51,6 +51,10 @@ func sansOf(c *x509.Certificate, tag int) []string {
 // Subject, %DOWNSTREAM_PEER_SUBJECT%) prints it: RFC 2253 by BoringSSL.
 func Subject(c *x509.Certificate) string { return rfc2253(c.RawSubject) }
 
+// Issuer is c's issuer printed as Subject prints a subject (Envoy's
+// issuerPeerCertificate, %DOWNSTREAM_PEER_ISSUER%).
+func Issuer(c *x509.Certificate) string { return rfc2253(c.RawIssuer) }
+
 // Validates reports whether the verifier validates client certificates
 // against trusted CAs, so that a certificate on a connection it admitted
 // is one Envoy reports as validated (peerCertificateValidated). A verifier
