@@ -115,7 +115,7 @@ func identityModeErr(mode ClientAuthMode) string {
 
 // convertRouteAllow fills the allow list of each route of l from the raw
 // routes, whose sequence node is routes.
-func convertRouteAllow(l *Listener, raw []rawRoute, routes *yaml.Node, fallback int) *itemErr {
+func convertRouteAllow(l *Listener, raw []rawRoute, routes *yaml.Node, fallback int, issuerAt **itemErr) *itemErr {
 	for i, r := range raw {
 		if r.Allow == nil {
 			continue
@@ -128,7 +128,7 @@ func convertRouteAllow(l *Listener, raw []rawRoute, routes *yaml.Node, fallback 
 		if why := identityModeErr(l.ClientAuth.Mode); why != "" {
 			return errAt(line, "routes[%d]: allow: %s", i, why)
 		}
-		ms, ierr := convertIdentities(r.Allow, mapValue(rn, "allow"), line, fmt.Sprintf("routes[%d]: allow", i), &l.issuerAt)
+		ms, ierr := convertIdentities(r.Allow, mapValue(rn, "allow"), line, fmt.Sprintf("routes[%d]: allow", i), issuerAt)
 		if ierr != nil {
 			return ierr
 		}

@@ -76,12 +76,19 @@ func (cf *ConfigFile) convertDoc(raw *rawFile, root *yaml.Node) []error {
 		if _, dup := cf.lines[rl.Name]; !dup {
 			cf.lines[rl.Name] = lines
 		}
-		l, err := convertListener(&rl, n)
+		var issuerAt *itemErr
+		l, err := convertListener(&rl, n, &issuerAt)
 		if err != nil {
 			cf.Problems = append(cf.Problems, problemOf(rl.Name, lineErr(cf.File, err.line, fmt.Errorf("listener %q: %w", rl.Name, err.err))))
 			continue
 		}
 		l.SourceFile = cf.File
+		if issuerAt != nil {
+			if cf.issuerAt == nil {
+				cf.issuerAt = map[string]*itemErr{}
+			}
+			cf.issuerAt[l.Name] = issuerAt
+		}
 		cf.Listeners = append(cf.Listeners, l)
 		cf.Warnings = append(cf.Warnings, xfccWarning(cf.File, pathLine(n, 0, "client_cert_headers"), l)...)
 	}
@@ -133,7 +140,9 @@ func errAt(line int, format string, args ...any) *itemErr {
 	return &itemErr{line: line, err: fmt.Errorf(format, args...)}
 }
 
-func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
+// convertListener converts one listener; *issuerAt is set to its first
+// issuer matcher, if any.
+func convertListener(rl *rawListener, n *yaml.Node, issuerAt **itemErr) (*Listener, *itemErr) {
 	at := func(keys ...string) int { return pathLine(n, 0, keys...) }
 	l := &Listener{Name: rl.Name, Address: rl.Address, HTTP2: true}
 	host, port, err := parseHostPort(rl.Address)
@@ -179,7 +188,7 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 	}
 	l.HTTP = hp
 	caKey, caNode := mapEntry(n, "client_auth")
-	ca, ierr := convertClientAuth(rl.ClientAuth, caNode, lineOf(caKey, lineOf(n, 0)), &l.issuerAt)
+	ca, ierr := convertClientAuth(rl.ClientAuth, caNode, lineOf(caKey, lineOf(n, 0)), issuerAt)
 	if ierr != nil {
 		return nil, ierr
 	}
@@ -209,7 +218,7 @@ func convertListener(rl *rawListener, n *yaml.Node) (*Listener, *itemErr) {
 		}
 		l.Routes = append(l.Routes, r)
 	}
-	if ierr := convertRouteAllow(l, rl.Routes, routes, at("routes")); ierr != nil {
+	if ierr := convertRouteAllow(l, rl.Routes, routes, at("routes"), issuerAt); ierr != nil {
 		return nil, ierr
 	}
 	return l, nil

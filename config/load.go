@@ -64,7 +64,7 @@ func (l Loader) Load(certsDir, configDir string) (*Model, error) {
 	r.resolve(files)
 	r.resolveTrustStores(files)
 	r.ocspChecks(l.ProxyOnly)
-	r.issuerChecks(l.ProxyOnly)
+	r.issuerChecks(files, l.ProxyOnly)
 	r.m.Warnings = append(r.m.Warnings, r.adminLoops(files, l.AdminAddresses)...)
 	r.m.Warnings = append(r.m.Warnings, listenerWarnings(files, r.m.Listeners)...)
 	if w, ok := noListeners(configDir, files, len(fileProblems)); ok {

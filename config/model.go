@@ -76,9 +76,6 @@ type Listener struct {
 	XFCC       XFCC
 	Routes     []Route
 	SourceFile string
-	// issuerAt is the first issuer matcher in subjects or allow, nil when
-	// none: only certplane proxies enforce it (issuerChecks).
-	issuerAt *itemErr
 	// Fingerprint is a SHA-256 of the listener and of everything it
 	// translates from: its server certificates, trust store, and the
 	// backends of its routes (with their trust stores and client

@@ -189,7 +189,10 @@ type ConfigFile struct {
 
 	nameLines   []int                // line of each of Names
 	backendErrs map[string][]Problem // by backend name
-	lines       map[string]*itemLines
+	// issuerAt is, by listener name, its first issuer matcher (in subjects
+	// or allow): only certplane proxies enforce it (issuerChecks).
+	issuerAt map[string]*itemErr
+	lines    map[string]*itemLines
 }
 
 // itemLines remembers where a listener's or backend's fields are, so the

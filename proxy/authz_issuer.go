@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 
 	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -22,12 +21,14 @@ const (
 	issuerMetadataKey    = "dn"
 )
 
-// issuerPrincipal matches a certificate whose issuer DN matches name. It
-// reads the certificate alone; envoy/ joins it with a validated one.
+// issuerPrincipal matches a validated certificate whose issuer DN matches
+// name. envoy/ joins it with mtls_authenticated{any_validated} already;
+// requiring validation here too keeps a hand-written principal from
+// admitting an unverified certificate by the issuer it claims.
 type issuerPrincipal struct{ name *mtls.StringMatcher }
 
 func (i issuerPrincipal) match(p *peer) bool {
-	return p.leaf != nil && i.name.Match(mtls.Issuer(p.leaf))
+	return p.leaf != nil && p.validated && i.name.Match(mtls.Issuer(p.leaf))
 }
 
 func buildIssuerPrincipal(s *rbacconfigv3.SourcedMetadata) (principal, error) {
@@ -47,9 +48,6 @@ func buildIssuerPrincipal(s *rbacconfigv3.SourcedMetadata) (principal, error) {
 	sm, err := mtls.CompileStringMatcher(m.GetValue().GetStringMatch())
 	if err != nil {
 		return nil, fmt.Errorf("sourced_metadata: %s: %w", issuerMetadataFilter, err)
-	}
-	if sm == nil {
-		return nil, errors.New("sourced_metadata: string_match is empty")
 	}
 	return issuerPrincipal{sm}, nil
 }

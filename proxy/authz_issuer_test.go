@@ -136,6 +136,9 @@ func TestIssuerPrincipalNACKs(t *testing.T) {
 		{"not a string", func(s *rbacconfigv3.SourcedMetadata) {
 			s.MetadataMatcher.Value = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}
 		}, "present_match is set but not implemented"},
+		{"empty string_match", func(s *rbacconfigv3.SourcedMetadata) {
+			s.MetadataMatcher.Value = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{}}}
+		}, "string matcher has no pattern"},
 		{"no matcher", func(s *rbacconfigv3.SourcedMetadata) { s.MetadataMatcher = nil },
 			`filter "" is not implemented`},
 	} {
@@ -145,5 +148,23 @@ func TestIssuerPrincipalNACKs(t *testing.T) {
 				t.Fatalf("Validate: %v\nwant it to contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestIssuerPrincipalNeedsValidated: the issuer principal alone never
+// admits a certificate the listener did not validate (passthrough), nor a
+// connection without one.
+func TestIssuerPrincipalNeedsValidated(t *testing.T) {
+	leaf := pkitest.NewCA(t, "Ops Intermediate").Client("ops").Cert
+	sm, err := mtls.CompileStringMatcher(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "CN=Ops Intermediate"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := issuerPrincipal{sm}
+	if !p.match(&peer{leaf: leaf, validated: true}) {
+		t.Fatalf("validated certificate of issuer %q not matched", mtls.Issuer(leaf))
+	}
+	if p.match(&peer{leaf: leaf}) || p.match(&peer{validated: true}) {
+		t.Fatal("matched an unvalidated certificate or no certificate")
 	}
 }
