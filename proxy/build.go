@@ -41,14 +41,28 @@ func (b *builder) build(res client.Resources) *state {
 	b.problems = map[string]string{}
 	b.secrets = b.next.secrets
 	for name, s := range res.Secrets {
-		if old := b.prev.secrets[name]; old != nil && proto.Equal(b.prev.res.Secrets[name], s) {
+		d, ok := res.SecretDigests[name]
+		if !ok {
+			d = client.SecretDigest(s)
+		}
+		if old := b.prev.secrets[name]; old != nil && old.digest == d {
 			b.next.secrets[name] = old
 			continue
 		}
-		b.parsedBytes += proto.Size(s)
 		ps, err := b.validated[s], error(nil)
-		if ps == nil {
+		switch {
+		case ps != nil:
+			b.parsedBytes += proto.Size(s)
+		case res.ReleasedSecrets[name]:
+			// Its CRL is gone and what was parsed from it is not ours:
+			// never parse the rest as a Secret without CRL (fail open).
+			err = errors.New("content released before it was applied; waiting for the control plane to send it again")
+		default:
+			b.parsedBytes += proto.Size(s)
 			ps, err = parseSecret(s)
+		}
+		if err == nil {
+			ps.digest = d
 		}
 		if err != nil {
 			b.problems["secret/"+name] = err.Error()

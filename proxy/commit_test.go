@@ -79,7 +79,7 @@ func TestPrepareParsesSecretsOnce(t *testing.T) {
 	if got := c.parsedSecrets()[trust]; got != parsed[trust] {
 		t.Error("a stale candidate built again would parse its Secret again")
 	}
-	if got := c2.next.secrets["trust/clients"]; got == nil || got == parsed[trust] || got.vc.GetCrl() != nil {
+	if got := c2.next.secrets["trust/clients"]; got == nil || got == parsed[trust] || got.crls.Len() != 0 {
 		t.Errorf("a Secret never checked was not parsed anew: %+v", got)
 	}
 }

@@ -216,7 +216,9 @@ func (b *builder) validationContext(ctc *tlsv3.CommonTlsContext) (vc *tlsv3.Cert
 // verifier returns a verifier for vc, reusing the previous state's when the
 // inputs are identical so live connections are rechecked only on change.
 func (b *builder) verifier(vc *tlsv3.CertificateValidationContext, crls *mtls.CRLSet, require bool) (*mtls.Verifier, error) {
-	key := fmt.Sprintf("%t|%s", require, protoHash(vc))
+	// vc no longer carries the Secret's crl (released once indexed): the
+	// CRLs' digest keys the verifier too, so a new CRL gets a new one.
+	key := fmt.Sprintf("%t|%s|%x", require, protoHash(vc), crls.Digest())
 	if v := b.next.verifiers[key]; v != nil {
 		return v, nil
 	}
@@ -225,7 +227,7 @@ func (b *builder) verifier(vc *tlsv3.CertificateValidationContext, crls *mtls.CR
 		return v, nil
 	}
 	opts := b.mtlsOptions
-	opts.CRLs = crls // used only if vc's crl is exactly what it was parsed from
+	opts.CRLs = crls // vc's crl as parsed, when it had one
 	v, err := mtls.NewVerifier(vc, require, opts)
 	if err != nil {
 		return nil, err

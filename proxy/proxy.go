@@ -153,6 +153,7 @@ func (p *Proxy) Registry() *prometheus.Registry { return p.reg }
 // Prepare and callbacks.
 func (p *Proxy) ClientConfig(cfg client.Config) client.Config {
 	cfg.Prepare = p.Prepare
+	cfg.ReleaseSecrets = true // parsed Secrets are recognised by digest
 	cfg.OnConnState = p.setConnected
 	if cfg.Logger == nil {
 		cfg.Logger = p.log.With("component", "xds-client")
@@ -323,6 +324,7 @@ func (p *Proxy) commitLocked(c *candidate) {
 		c = p.prepare(c.next.res, cur, c.parsedSecrets())
 	}
 	prev, next := c.prev, c.next
+	next.res = releaseSecrets(next.res, c.problems)
 	p.commitRuntimes(next)
 	p.state.Store(next)
 	retireTransports(prev, next)

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/certplane/certplane/pemder"
 	"github.com/certplane/certplane/proxy/mtls"
+	"github.com/certplane/certplane/xds/client"
 )
 
 // secret is one parsed SDS Secret: a key pair or a validation context.
@@ -26,6 +28,10 @@ type secret struct {
 	// listeners' verifiers (mtls.Options.CRLs): the full parsed
 	// x509.RevocationList is not kept (about 300 bytes per serial).
 	crls *mtls.CRLSet
+	// digest is the parsed Secret's client.SecretDigest: vc no longer
+	// holds the crl (see parseSecret), so an unchanged Secret is told by
+	// its digest.
+	digest client.Digest
 }
 
 // parseSecret parses and checks a Secret as Envoy would before accepting it.
@@ -57,11 +63,22 @@ func parseSecret(s *tlsv3.Secret) (*secret, error) {
 		if err != nil {
 			return nil, fmt.Errorf("validation_context.trusted_ca: %w", err)
 		}
-		crls, err := mtls.ParseCRLs(inlineData(vc.GetCrl()))
+		crlPEM := inlineData(vc.GetCrl())
+		if len(crlPEM) > largeSecretBytes {
+			// The response's encoded frames are garbage once decoded
+			// (xds/client drops them): collect them before the parse
+			// allocates the DER and the index beside the decoded Secret,
+			// rather than at a heap goal of twice frames + Secret. The
+			// marking is cheap: the big buffers are pointer-free.
+			runtime.GC()
+		}
+		crls, err := mtls.ParseCRLs(crlPEM)
 		if err != nil {
 			return nil, fmt.Errorf("validation_context.crl: %w", err)
 		}
-		out.vc, out.roots, out.crls = vc, roots, crls
+		// The CRL lives on only as its index (crls): keeping vc's crl
+		// would hold the Secret's PEM, 46 MB for 1,000,000 serials.
+		out.vc, out.roots, out.crls = client.ReleaseSecret(s).GetValidationContext(), roots, crls
 	default:
 		return nil, errors.New("neither tls_certificate nor validation_context is set")
 	}

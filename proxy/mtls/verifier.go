@@ -1,7 +1,6 @@
 package mtls
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,10 +19,11 @@ import (
 type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// CRLs, when set and parsed (ParseCRLs) from exactly the bytes of the
-	// validation context's crl field, is used instead of parsing them
-	// again: a CRL of a million serials takes seconds and hundreds of MB
-	// to parse. Its CRLs are shared, not copied.
+	// CRLs, when set and not empty, is the validation context's crl as
+	// parsed (ParseCRLs) from its bytes, and is used instead of the crl
+	// field, which the caller may have released: a CRL of a million serials
+	// takes seconds and hundreds of MB to parse, and its PEM is 46 MB. Its
+	// CRLs are shared, not copied.
 	CRLs *CRLSet
 }
 
@@ -105,15 +105,21 @@ func NewVerifier(vc *tlsv3.CertificateValidationContext, requireClientCert bool,
 			return nil, err
 		}
 	}
-	if len(crlPEM) > 0 {
+	// A non-empty opts.CRLs is vc's crl as the caller parsed it, and the
+	// caller may have released the PEM (vc's crl then unset): it is the CRL.
+	if s := opts.CRLs; s != nil && len(s.crls) > 0 {
 		if !v.hasCA {
 			return nil, errors.New("validation context: Failed to load CRL from <inline> without trusted CA")
 		}
-		if s := opts.CRLs; s != nil && len(s.crls) > 0 && bytes.Equal(s.pem, crlPEM) {
-			for _, c := range s.crls {
-				v.crls.add(c)
-			}
-		} else if err := v.loadCRLs(crlPEM, "crl"); err != nil {
+		for _, c := range s.crls {
+			v.crls.add(c)
+		}
+		v.crlCheck = true
+	} else if len(crlPEM) > 0 {
+		if !v.hasCA {
+			return nil, errors.New("validation context: Failed to load CRL from <inline> without trusted CA")
+		}
+		if err := v.loadCRLs(crlPEM, "crl"); err != nil {
 			return nil, err
 		}
 		v.crlCheck = true

@@ -76,6 +76,14 @@ type Resources struct {
 	Endpoints map[string]*endpointv3.ClusterLoadAssignment
 	Secrets   map[string]*tlsv3.Secret
 	Versions  map[string]string // type URL -> last ACKed version
+	// SecretDigests holds each Secret's SecretDigest, computed once when
+	// it arrives: what tells a Secret sent again unchanged from a new one
+	// when its content was released.
+	SecretDigests map[string]Digest
+	// ReleasedSecrets names the Secrets held without their CRL
+	// (ReleaseSecret; Config.ReleaseSecrets): a consumer must not parse
+	// them, only recognise them by digest.
+	ReleasedSecrets map[string]bool
 }
 
 // Validator checks one response's resources of one type before it is ACKed.
@@ -127,6 +135,12 @@ type Config struct {
 	// a later response): waiting for it, as Envoy's warming does, is the
 	// consumer's choice.
 	OnUpdate func(Resources)
+	// ReleaseSecrets, with Prepare, drops each Secret's validation_context
+	// crl (ReleaseSecret) once Prepare accepted it, keeping its digest:
+	// for a consumer that indexed the CRL in Prepare and never reads it
+	// again (the proxy). The commit, OnUpdate and later views name such
+	// Secrets in ReleasedSecrets. Ignored without Prepare.
+	ReleaseSecrets bool
 	// OnNACK, when set, is told of each response version the client rejects
 	// (once per version, not for the damped repeats), with the error sent as
 	// error_detail: for logs, metrics and status pages.

@@ -181,17 +181,17 @@ func (s *stream) handle(resp *discoveryv3.DiscoveryResponse) error {
 	}
 	ts := &s.types[k]
 	ts.nonce = resp.GetNonce()
-	u, commit, err := s.accept(k, resp)
-	// The resources are decoded: drop their encoded bytes now, whoever
-	// still holds resp. The last response stayed reachable until the next
-	// came (from the receiving goroutine's stack, most likely): 46 MB for
-	// a trust Secret with a 1M-serial CRL.
 	n := len(resp.GetResources())
-	resp.Resources = nil
+	u, commit, err := s.accept(k, resp)
 	if err != nil {
 		return s.nack(k, resp.GetVersionInfo(), err)
 	}
 	ts.errorDetail, ts.rejected, ts.streak, ts.retryAt = "", "", 0, time.Time{}
+	if s.c.cfg.ReleaseSecrets && s.c.cfg.Prepare != nil && k == kSecret {
+		// Prepare has taken the Secrets: from here on keep their digests,
+		// not their CRLs, so that the commit's GC finds the PEM garbage.
+		u.res = releaseSecrets(u.res)
+	}
 	s.c.res, s.c.subs = u.res, u.subs
 	if commit != nil {
 		commit()
@@ -211,6 +211,11 @@ func (s *stream) handle(resp *discoveryv3.DiscoveryResponse) error {
 // what was prepared.
 func (s *stream) accept(k kind, resp *discoveryv3.DiscoveryResponse) (u update, commit func(), err error) {
 	items, err := decode(k, resp.GetResources())
+	// The resources are decoded: drop their encoded bytes now, before the
+	// consumer parses them, whoever still holds resp (the receiving
+	// goroutine's stack kept the last response until the next came): 46 MB
+	// for a trust Secret with a 1M-serial CRL.
+	resp.Resources = nil
 	if err != nil {
 		return update{}, nil, err
 	}

@@ -20,6 +20,9 @@ func emptyResources() Resources {
 		Endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
 		Secrets:   map[string]*tlsv3.Secret{},
 		Versions:  map[string]string{},
+
+		SecretDigests:   map[string]Digest{},
+		ReleasedSecrets: map[string]bool{},
 	}
 }
 
@@ -70,8 +73,19 @@ func next(cur Resources, subs subscriptions, k kind, version string, items []nam
 		}
 	case kSecret:
 		r.Secrets = maps.Clone(cur.Secrets)
+		r.SecretDigests = maps.Clone(cur.SecretDigests)
+		r.ReleasedSecrets = maps.Clone(cur.ReleasedSecrets)
+		if r.Secrets == nil {
+			r.Secrets = map[string]*tlsv3.Secret{}
+		}
+		if r.SecretDigests == nil {
+			r.SecretDigests = map[string]Digest{}
+		}
 		for _, it := range items {
-			r.Secrets[it.name] = it.msg.(*tlsv3.Secret)
+			s := it.msg.(*tlsv3.Secret)
+			r.Secrets[it.name] = s
+			r.SecretDigests[it.name] = SecretDigest(s)
+			delete(r.ReleasedSecrets, it.name)
 		}
 	}
 	if k != kListener && k != kCluster {
@@ -87,6 +101,8 @@ func next(cur Resources, subs subscriptions, k kind, version string, items []nam
 	r.Routes = prune(r.Routes, want.routes)
 	r.Endpoints = prune(r.Endpoints, want.endpoints)
 	r.Secrets = prune(r.Secrets, want.secrets)
+	r.SecretDigests = prune(r.SecretDigests, want.secrets)
+	r.ReleasedSecrets = prune(r.ReleasedSecrets, want.secrets)
 	return update{res: r, subs: subs}, nil
 }
 
