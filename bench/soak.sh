@@ -95,6 +95,6 @@ status=0
 echo "connection log: $(wc -l <"$work/connections.log") lines; proxy errors logged: $(grep -c '"level":"ERROR"' "$work/proxy.log" || true)"
 # The work directory goes with the run: show what the errors were.
 grep '"level":"ERROR"' "$work/proxy.log" | head -5 | cut -c1-400 | sed 's/^/  /' || true
-# The verdict again, as the last line: what a CI log or the README quotes.
+# The verdict again, as the last line: what a CI log or docs/security.md quotes.
 grep -E '^soak: (PASS|FAIL) ' "$work/soak.out" || echo "soak: FAIL (no verdict: the load client did not finish)"
 exit "$status"

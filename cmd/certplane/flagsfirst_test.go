@@ -27,7 +27,7 @@ func TestFlagsFirst(t *testing.T) {
 	}
 }
 
-// TestInitFlagsAfterDirectory: the README's form, `certplane init DIR
+// TestInitFlagsAfterDirectory: docs/certificates.md's form, `certplane init DIR
 // --listen ...`, works.
 func TestInitFlagsAfterDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "example")

@@ -202,7 +202,7 @@ func initDir(dir string, o initOptions, now time.Time) error {
 }
 
 // initConfigYAML is config/listeners.yaml of the scaffold. Its schema is the
-// config loader's (README "Configuration reference").
+// config loader's (docs/configuration.md).
 func initConfigYAML(listen string, backends []string) string {
 	quoted := make([]string, len(backends))
 	for i, b := range backends {

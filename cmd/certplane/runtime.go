@@ -9,7 +9,7 @@ import (
 )
 
 // logRuntime logs the Go runtime settings the proxy runs with. They are
-// Go's defaults, kept deliberately (docs/operator.md, "Runtime settings"):
+// Go's defaults, kept deliberately (docs/performance.md, "Runtime settings"):
 // GOMAXPROCS = the CPUs the process may use (cgroup CPU limits included),
 // GOGC=100, no GOMEMLIMIT; the environment variables override them.
 func logRuntime(log *slog.Logger) {
