@@ -39,6 +39,9 @@ func TestSecretCRLReleasedOnceIndexed(t *testing.T) {
 	}
 
 	again := proto.Clone(trust).(*tlsv3.Secret)
+	if parsed, err := p.check([]proto.Message{again}, p.state.Load(), true); err != nil || parsed[again] != sec {
+		t.Errorf("the check of the same Secret delivered again parsed it anew (err %v)", err)
+	}
 	p.Update(client.Resources{Secrets: map[string]*tlsv3.Secret{name: again}})
 	if got := p.state.Load().secrets[name]; got != sec {
 		t.Error("the same Secret delivered again was parsed anew")

@@ -11,6 +11,8 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/certplane/certplane/xds/client"
 )
 
 // Validate is the xDS client's Validator: a non-nil error NACKs the whole
@@ -56,7 +58,15 @@ func (p *Proxy) check(resources []proto.Message, cur *state, buildAll bool) (map
 			_, err = claEndpoints(m)
 		case *tlsv3.Secret:
 			var s *secret
-			if s, err = parseSecret(m); err == nil {
+			if old := cur.secrets[m.GetName()]; old != nil && old.digest == client.SecretDigest(m) {
+				// Sent again unchanged (SotW resends every Secret; a
+				// reconnect too): accepted before, and a 1M-serial CRL is
+				// not parsed again.
+				s = old
+			} else {
+				s, err = parseSecret(m)
+			}
+			if err == nil {
 				if newSecrets == nil {
 					newSecrets = map[string]*secret{}
 				}
