@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -108,16 +107,6 @@ func (c *parsedCRL) pemBytes() []byte {
 		c.pem = pemder.Encode(pemder.TypeCRL, c.der)
 	}
 	return c.pem
-}
-
-// share points the PEM at an equal copy (a slice of a store's CRLPEM), so
-// that one copy of the bytes stays alive rather than two.
-func (c *parsedCRL) share(p []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if bytes.Equal(c.pem, p) {
-		c.pem = p
-	}
 }
 
 // release drops the DER and the summary's aliases into it once admission

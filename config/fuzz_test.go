@@ -63,7 +63,7 @@ func FuzzParseTrustStore(f *testing.F) {
 				t.Fatalf("non-CA accepted: %s", c.Subject)
 			}
 		}
-		rest := ts.CRLPEM
+		rest := ts.CRLPEM.Bytes()
 		for {
 			var b *pem.Block
 			if b, rest = pem.Decode(rest); b == nil {

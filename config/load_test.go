@@ -95,7 +95,7 @@ func TestLoadValidTree(t *testing.T) {
 	if !bytes.Equal(ts.CAPEM, append(f.root.CertPEM(), f.inter.CertPEM()...)) {
 		t.Errorf("CAPEM is not the CAs in file order")
 	}
-	if n := bytes.Count(ts.CRLPEM, []byte("BEGIN X509 CRL")); n != 2 {
+	if n := bytes.Count(ts.CRLPEM.Bytes(), []byte("BEGIN X509 CRL")); n != 2 {
 		t.Errorf("CRLPEM holds %d CRLs, want 2 (the DER one converted)", n)
 	}
 	plain := m.Backends["plain"]

@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"math/big"
 	"time"
+
+	"github.com/certplane/certplane/internal/rope"
 )
 
 // Model is one consistent, validated view of the config and certificate
@@ -225,9 +227,11 @@ type TrustStore struct {
 	CAs  []*x509.Certificate
 	// CRLs summarises the CRLs served, in CRLPEM order. A CRL is never kept
 	// parsed: its entries live only in CRLPEM, the bytes sent.
-	CRLs   []CRL
-	CAPEM  []byte   // every CA, PEM, in file then document order
-	CRLPEM []byte   // every CRL, PEM; empty when the store has none
+	CRLs  []CRL
+	CAPEM []byte // every CA, PEM, in file then document order
+	// CRLPEM is every CRL, PEM, one chunk per CRL, not joined (see
+	// package rope); nil when the store has none.
+	CRLPEM *rope.Rope
 	Files  []string // the files it was read from
 	// Fingerprint is a SHA-256 of everything served from the store (CAPEM
 	// and CRLPEM): equal fingerprints, equal Secret.

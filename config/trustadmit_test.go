@@ -62,7 +62,7 @@ func (s *twoCAs) load() (crls, errs, warns []string) {
 			crls = append(crls, fmt.Sprintf("%s#%v", strings.TrimPrefix(rl.Issuer, "CN="), rl.Number))
 		}
 		// The Secret's bytes are the CRLs served, in the same order.
-		if n := strings.Count(string(ts.CRLPEM), "BEGIN X509 CRL"); n != len(crls) {
+		if n := strings.Count(string(ts.CRLPEM.Bytes()), "BEGIN X509 CRL"); n != len(crls) {
 			s.t.Errorf("CRLPEM holds %d CRLs, CRLs %d", n, len(crls))
 		}
 	}

@@ -28,7 +28,7 @@ const releaseDelay = 2 * time.Second
 func trustBytes(m *config.Model) int {
 	n := 0
 	for _, ts := range m.Trust {
-		n += len(ts.CAPEM) + len(ts.CRLPEM)
+		n += len(ts.CAPEM) + ts.CRLPEM.Len()
 	}
 	return n
 }

@@ -43,8 +43,11 @@ func ValidationContextSecret(ts *config.TrustStore) (*tlsv3.Secret, error) {
 		return nil, fmt.Errorf("secret %s: trust store has no CA certificate", name)
 	}
 	vc := &tlsv3.CertificateValidationContext{TrustedCa: inline(ts.CAPEM)}
-	if len(ts.CRLPEM) > 0 {
-		vc.Crl = inline(ts.CRLPEM)
+	if ts.CRLPEM.Len() > 0 {
+		// A large bundle of several CRLs is its rope's token here: xds
+		// sends the CRLs in its place, and rope.Materialize gives the
+		// Secret with the bytes to anything else.
+		vc.Crl = inline(ts.CRLPEM.Inline())
 	}
 	return &tlsv3.Secret{
 		Name: name,

@@ -32,7 +32,7 @@ func TestTranslateSharesSecrets(t *testing.T) {
 	}
 	vc := first.GetValidationContext()
 	ts := m.Trust["partners"]
-	if &vc.GetCrl().GetInlineBytes()[0] != &ts.CRLPEM[0] || &vc.GetTrustedCa().GetInlineBytes()[0] != &ts.CAPEM[0] {
+	if &vc.GetCrl().GetInlineBytes()[0] != &ts.CRLPEM.Bytes()[0] || &vc.GetTrustedCa().GetInlineBytes()[0] != &ts.CAPEM[0] {
 		t.Error("trust/partners copies the model's PEM instead of aliasing it")
 	}
 	if _, err := Merge(units["api-0000"], units["api-0001"]); err != nil {

@@ -8,6 +8,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/certplane/certplane/internal/rope"
 )
 
 // The YAML helpers turn protos into the YAML Envoy reads (proto field
@@ -17,6 +19,13 @@ import (
 
 // ToYAMLValue converts m to a YAML node.
 func ToYAMLValue(m proto.Message) (*yaml.Node, error) {
+	// A large CRL bundle is a rope's token in the Secret: the YAML holds
+	// the CRLs themselves.
+	full, err := rope.Materialize(m)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	m = full
 	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)

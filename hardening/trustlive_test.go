@@ -1,6 +1,7 @@
 package hardening_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certplane/certplane/internal/rope"
 	"github.com/certplane/certplane/pki/pkitest"
 	"github.com/certplane/certplane/status"
 	"github.com/certplane/certplane/xds/client"
@@ -272,6 +274,7 @@ func (p *planes) hasProblem(warning bool, parts ...string) bool {
 type trustObserver struct {
 	mu   sync.Mutex
 	crls map[string]*x509.RevocationList // by issuer CN
+	raw  []byte                          // the Secret's CRL bytes as received
 }
 
 func (o *trustObserver) update(r client.Resources) {
@@ -293,6 +296,7 @@ func (o *trustObserver) update(r client.Resources) {
 	}
 	o.mu.Lock()
 	o.crls = crls
+	o.raw = s.GetValidationContext().GetCrl().GetInlineBytes()
 	o.mu.Unlock()
 }
 
@@ -580,4 +584,39 @@ func TestTrustStoreCapLive(t *testing.T) {
 	tt.Write("certs/trust/clients/a.crl", crl, 0o644)
 	p.obs.waitNumber(t, propagation, "A Root", crlNumberOf(t, crl))
 	tt.waitVerdicts(t, propagation, map[*pkitest.Leaf]bool{tt.alice: false, tt.bob: true})
+}
+
+// TestLargeBundleWholeOnBothPlanes: with A's CRL past rope.MinBytes beside
+// B's, serve holds the store's bundle as a rope (a token in the Secret,
+// the CRLs sent in its place). A new CRL of B revoking bob must reach the
+// ADS client whole, byte for byte A's file and B's new one, and the proxy
+// must refuse bob: a token, or a truncated or partial bundle, reaching
+// either plane fails this test.
+func TestLargeBundleWholeOnBothPlanes(t *testing.T) {
+	tt := newTrustTree(t)
+	at := time.Now().Add(-time.Hour)
+	for i := range 10_000 {
+		tt.a.RevokeSerial(big.NewInt(int64(1e12+i)), at)
+	}
+	aPEM := tt.a.CRLPEM()
+	if len(aPEM) < rope.MinBytes {
+		t.Fatalf("A's CRL is %d bytes, under rope.MinBytes: the test does not cover ropes", len(aPEM))
+	}
+	tt.Write("certs/trust/clients/a.crl", aPEM, 0o644)
+	p := startPlanes(t, tt)
+
+	newB := tt.b.CRLPEM(pkitest.CRLRevoked(tt.bob))
+	start := time.Now()
+	tt.Write("certs/trust/clients/b.crl", newB, 0o644)
+	p.obs.waitNumber(t, propagation, "B Root", crlNumberOf(t, newB))
+	tt.waitVerdicts(t, propagation-time.Since(start), map[*pkitest.Leaf]bool{tt.alice: true, tt.amy: true, tt.bob: false, tt.carol: true})
+	p.obs.mu.Lock()
+	raw := p.obs.raw
+	p.obs.mu.Unlock()
+	if want := append(append([]byte{}, aPEM...), newB...); !bytes.Equal(raw, want) {
+		t.Errorf("the Secret's CRL bytes (%d) are not A's CRL then B's new one (%d)", len(raw), len(want))
+	}
+	if n := p.obs.number("A Root"); n == nil || n.Cmp(crlNumberOf(t, aPEM)) != 0 {
+		t.Errorf("A's CRL in the Secret: number %v, want %v", n, crlNumberOf(t, aPEM))
+	}
 }

@@ -59,10 +59,17 @@ func newClientVerifier(ts *config.TrustStore, now func() time.Time) (*clientVeri
 	for _, ca := range ts.CAs {
 		v.roots.AddCert(ca)
 	}
-	if len(ts.CRLPEM) == 0 {
-		return v, nil
+	for _, pem := range ts.CRLPEM.Chunks() {
+		if err := v.addCRLs(ts, pem, now); err != nil {
+			return nil, fmt.Errorf("CRLs: %w", err)
+		}
 	}
-	err := crl.Blocks(ts.CRLPEM, func(b crl.Block) error {
+	return v, nil
+}
+
+// addCRLs adds the CRLs of one PEM chunk of the store's bundle.
+func (v *clientVerifier) addCRLs(ts *config.TrustStore, pem []byte, now func() time.Time) error {
+	return crl.Blocks(pem, func(b crl.Block) error {
 		c := clientCRL{revoked: map[string]struct{}{}}
 		s, err := crl.Parse(b.DER, func(e crl.Entry) error {
 			c.revoked[string(e.Serial)] = struct{}{}
@@ -81,10 +88,6 @@ func newClientVerifier(ts *config.TrustStore, now func() time.Time) (*clientVeri
 		v.crls = append(v.crls, c)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("CRLs: %w", err)
-	}
-	return v, nil
 }
 
 // ClientAuth: an xDS client must present a certificate.

@@ -277,13 +277,13 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		next.Snapshot, next.Versions = b.snap, b.versions
 		next.LastPush = p.now()
 		p.served.Store(newServed(&next, units, m, errs, nil))
-		snap := b.snap
+		snap, err := materialized(b.snap)
 		if p.wire != nil {
-			var err error
-			if snap, err = p.wire.snapshot(b.snap, h); err != nil {
-				res.Changed = nil
-				return fail(err)
-			}
+			snap, err = p.wire.snapshot(b.snap, h)
+		}
+		if err != nil {
+			res.Changed = nil
+			return fail(err)
 		}
 		if err := p.cache.SetSnapshot(ctx, p.key, snap); err != nil {
 			res.Changed = nil

@@ -24,7 +24,7 @@ func TestPublishedTrustSecretAliasesModel(t *testing.T) {
 	}
 	served := p.cur.snap.Resources[types.Secret].Items["trust/partners"].Resource.(*tlsv3.Secret)
 	crl := served.GetValidationContext().GetCrl().GetInlineBytes()
-	if want := m.Trust["partners"].CRLPEM; &crl[0] != &want[0] || len(crl) != len(want) {
+	if want := m.Trust["partners"].CRLPEM.Bytes(); &crl[0] != &want[0] || len(crl) != len(want) {
 		t.Error("the served trust Secret copies the model's CRL")
 	}
 	for name, u := range p.lastGood {

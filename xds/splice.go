@@ -7,6 +7,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/certplane/certplane/internal/rope"
 )
 
 // spliced is the wire encoding of a message as pieces: small encoded runs
@@ -24,14 +26,20 @@ type spliced struct {
 // submessage.
 type bigField struct {
 	bytes []byte
+	rope  *rope.Rope // set for a token: its chunks are the field's bytes
 	sub   map[protowire.Number]*bigField
 }
 
 // splice encodes m with every singular bytes field of at least minBytes
-// kept in place, or returns nil when m has none. Lists and maps are
-// encoded as they are (a large bytes field inside one is copied).
+// kept in place, and every rope token replaced by the rope's chunks in
+// place, or returns nil when m has neither. Lists and maps are encoded as
+// they are (a large bytes field inside one is copied).
 func splice(m proto.Message, minBytes int) (*spliced, error) {
-	tree := bigFields(m.ProtoReflect(), minBytes)
+	ropes := false
+	tree, err := bigFields(m.ProtoReflect(), minBytes, &ropes)
+	if err != nil {
+		return nil, fmt.Errorf("splice %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
 	if tree == nil {
 		return nil, nil
 	}
@@ -47,7 +55,9 @@ func splice(m proto.Message, minBytes int) (*spliced, error) {
 		return nil, fmt.Errorf("splice %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
 	s.flush()
-	if want := proto.Size(m); s.size != want {
+	// proto.Size counts a token, not its rope: spliceRopes tests hold
+	// ropes to proto.Marshal of the materialized message.
+	if want := proto.Size(m); !ropes && s.size != want {
 		return nil, fmt.Errorf("splice %s: %d bytes, want %d", m.ProtoReflect().Descriptor().FullName(), s.size, want)
 	}
 	return s, nil
@@ -55,8 +65,9 @@ func splice(m proto.Message, minBytes int) (*spliced, error) {
 
 // bigFields finds the singular bytes fields of m, at any depth of
 // singular submessages, holding at least minBytes.
-func bigFields(m protoreflect.Message, minBytes int) *bigField {
+func bigFields(m protoreflect.Message, minBytes int, ropes *bool) (*bigField, error) {
 	var t *bigField
+	var err error
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.IsList() || fd.IsMap() {
 			return true
@@ -64,11 +75,21 @@ func bigFields(m protoreflect.Message, minBytes int) *bigField {
 		var f *bigField
 		switch fd.Kind() {
 		case protoreflect.BytesKind:
-			if len(v.Bytes()) >= minBytes {
+			r, e := rope.Lookup(v.Bytes())
+			switch {
+			case e != nil:
+				err = e
+				return false
+			case r != nil:
+				f = &bigField{rope: r}
+				*ropes = true
+			case len(v.Bytes()) >= minBytes:
 				f = &bigField{bytes: v.Bytes()}
 			}
 		case protoreflect.MessageKind:
-			f = bigFields(v.Message(), minBytes)
+			if f, err = bigFields(v.Message(), minBytes, ropes); err != nil {
+				return false
+			}
 		}
 		if f != nil {
 			if t == nil {
@@ -78,7 +99,7 @@ func bigFields(m protoreflect.Message, minBytes int) *bigField {
 		}
 		return true
 	})
-	return t
+	return t, err
 }
 
 // stubbed is a shallow copy of m along t's paths with each large field
@@ -128,10 +149,16 @@ func (s *spliced) rebuild(b []byte, t *bigField) error {
 		if m < 0 {
 			return protowire.ParseError(m)
 		}
-		if f.sub == nil {
+		switch {
+		case f.rope != nil:
+			s.addRun(protowire.AppendVarint(protowire.AppendTag(nil, num, typ), uint64(f.rope.Len())))
+			for _, c := range f.rope.Chunks() {
+				s.addRef(c)
+			}
+		case f.sub == nil:
 			s.addRun(protowire.AppendVarint(protowire.AppendTag(nil, num, typ), uint64(len(f.bytes))))
 			s.addRef(f.bytes)
-		} else {
+		default:
 			var inner spliced
 			if err := inner.rebuild(v, f); err != nil {
 				return fmt.Errorf("field %d: %w", num, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/certplane/certplane/envoy"
+	"github.com/certplane/certplane/internal/rope"
 )
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
@@ -181,8 +182,23 @@ func digest(w io.Writer, m protoreflect.Message) error {
 			}
 			w.Write([]byte{'}'})
 		case protoreflect.BytesKind:
-			num(uint64(len(v.Bytes())))
-			w.Write(v.Bytes())
+			r, e := rope.Lookup(v.Bytes())
+			switch {
+			case e != nil:
+				if err == nil {
+					err = e
+				}
+			case r != nil:
+				// A rope's token: its length with the top bit set, which
+				// no plain bytes length has, then the digest of its chunks
+				// (the SHA-256s admission took), not 46 MB hashed again.
+				num(1<<63 | uint64(r.Len()))
+				d := r.Digest()
+				w.Write(d[:])
+			default:
+				num(uint64(len(v.Bytes())))
+				w.Write(v.Bytes())
+			}
 		case protoreflect.StringKind:
 			num(uint64(len(v.String())))
 			io.WriteString(w, v.String())

@@ -2,10 +2,14 @@ package xds
 
 import (
 	"crypto/sha256"
+	"fmt"
+	"maps"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/certplane/certplane/internal/rope"
 )
 
 // wireResources maps the content hash of each served Secret holding a
@@ -58,6 +62,37 @@ func (w wireResources) snapshot(snap *cache.Snapshot, h *hasher) (*cache.Snapsho
 			delete(w, r)
 		}
 	}
+	out.Resources[st] = cache.Resources{Version: secrets.Version, Items: items}
+	out.VersionMap = nil
+	return &out, nil
+}
+
+// materialized is snap with each Secret holding a rope's token (a large
+// CRL bundle, see package rope) replaced by the Secret with its bytes:
+// what a cache served by a stock codec must hold, which would send the
+// token as it is, a Secret without its CRLs. snap is not touched.
+func materialized(snap *cache.Snapshot) (*cache.Snapshot, error) {
+	st := cache.GetResponseType(resource.SecretType)
+	secrets := snap.Resources[st]
+	var items map[string]types.ResourceWithTTL
+	for name, it := range secrets.Items {
+		if !rope.Has(it.Resource) {
+			continue
+		}
+		if items == nil {
+			items = maps.Clone(secrets.Items)
+		}
+		r, err := rope.Materialize(it.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", name, err)
+		}
+		it.Resource = r
+		items[name] = it
+	}
+	if items == nil {
+		return snap, nil
+	}
+	out := *snap
 	out.Resources[st] = cache.Resources{Version: secrets.Version, Items: items}
 	out.VersionMap = nil
 	return &out, nil

@@ -19,7 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/certplane/certplane/config"
 	"github.com/certplane/certplane/envoy/envoytest"
+	"github.com/certplane/certplane/internal/rope"
 )
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -123,18 +125,29 @@ func TestSpliceEqualsMarshal(t *testing.T) {
 // a Server and checks that what an ADS client receives, SotW and delta, is
 // each resource's marshalling, and that the large Secret went through the
 // lazy path.
+// The rope model's trust Secret holds a rope's token: what the client
+// receives is the marshalling of the Secret with the CRLs joined.
 func TestWireCodecSendsMarshalledBytes(t *testing.T) {
+	t.Run("bytes", func(t *testing.T) { wireCodecSends(t, envoytest.ScaledModel(t, 2, 20_000)) })
+	t.Run("rope", func(t *testing.T) { wireCodecSends(t, envoytest.ScaledRopeModel(t, 2, 20_000)) })
+}
+
+func wireCodecSends(t *testing.T, m *config.Model) {
 	s, err := NewServer(ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Publisher().Update(context.Background(), envoytest.ScaledModel(t, 2, 20_000)); err != nil {
+	if _, err := s.Publisher().Update(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string][]byte{}
 	lazy := 0
 	for name, it := range s.Publisher().Served().Snapshot.Resources[types.Secret].Items {
-		b, err := cache.MarshalResource(it.Resource)
+		full, err := rope.Materialize(it.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cache.MarshalResource(full)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/certplane/certplane/config"
+	"github.com/certplane/certplane/internal/rope"
 	"github.com/certplane/certplane/pki"
 )
 
@@ -30,25 +31,11 @@ func ScaledModel(tb testing.TB, n, serials int) *config.Model {
 	if err != nil || len(m.Problems) > 0 {
 		tb.Fatalf("config.Load: %v %v", err, m.Problems)
 	}
-	ca, err := pki.NewRootCA(pki.Options{CommonName: "Bench CRL CA"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	at := time.Now().Add(-time.Hour)
-	entries := make([]x509.RevocationListEntry, serials)
-	for i := range entries {
-		entries[i] = x509.RevocationListEntry{SerialNumber: big.NewInt(int64(i + 1)), RevocationTime: at}
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(1), ThisUpdate: at, NextUpdate: at.Add(48 * time.Hour), RevokedCertificateEntries: entries,
-	}, ca.Cert, ca.Key)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	crlPEM := benchCRL(tb, "Bench CRL CA", serials)
 	out := *m
 	out.Trust = maps.Clone(m.Trust)
 	ts := *m.Trust["partners"]
-	ts.CRLPEM = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+	ts.CRLPEM = rope.Of(crlPEM)
 	out.Trust["partners"] = &ts
 	var api *config.Listener
 	for _, l := range m.Listeners {
@@ -67,4 +54,39 @@ func ScaledModel(tb testing.TB, n, serials int) *config.Model {
 		out.Sources[l.Name] = l.SourceFile
 	}
 	return &out
+}
+
+// ScaledRopeModel is ScaledModel with a second, small CRL (of another CA)
+// after the big one in trust/partners: a bundle of two CRLs, which the
+// Secret holds as a rope's token when it is past rope.MinBytes.
+func ScaledRopeModel(tb testing.TB, n, serials int) *config.Model {
+	tb.Helper()
+	m := ScaledModel(tb, n, serials)
+	ts := *m.Trust["partners"]
+	ts.CRLPEM = rope.Of(ts.CRLPEM.Bytes(), benchCRL(tb, "Bench CRL CA 2", 3))
+	ts.Fingerprint += "+rope"
+	m.Trust = maps.Clone(m.Trust)
+	m.Trust["partners"] = &ts
+	return m
+}
+
+// benchCRL is the PEM of a CRL of a new CA revoking serials 1..serials.
+func benchCRL(tb testing.TB, name string, serials int) []byte {
+	tb.Helper()
+	ca, err := pki.NewRootCA(pki.Options{CommonName: name})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	at := time.Now().Add(-time.Hour)
+	entries := make([]x509.RevocationListEntry, serials)
+	for i := range entries {
+		entries[i] = x509.RevocationListEntry{SerialNumber: big.NewInt(int64(i + 1)), RevocationTime: at}
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: at, NextUpdate: at.Add(48 * time.Hour), RevokedCertificateEntries: entries,
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 }
