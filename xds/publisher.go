@@ -277,9 +277,12 @@ func (p *Publisher) Update(ctx context.Context, m *config.Model) (Result, error)
 		next.Snapshot, next.Versions = b.snap, b.versions
 		next.LastPush = p.now()
 		p.served.Store(newServed(&next, units, m, errs, nil))
-		snap, err := materialized(b.snap)
+		var snap *cache.Snapshot
+		var err error
 		if p.wire != nil {
 			snap, err = p.wire.snapshot(b.snap, h)
+		} else {
+			snap, err = materialized(b.snap)
 		}
 		if err != nil {
 			res.Changed = nil
