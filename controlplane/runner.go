@@ -169,7 +169,10 @@ func New(o Options) (*Runner, error) {
 	}
 	copies := 0
 	if o.PaceMemory {
-		copies = 1 // the new bundle; the xDS server sends it in place (xds.lazyResource)
+		// A new copy of the largest CRL at most: a store's bundle is a rope
+		// of its CRLs (a new CRL of one CA costs its own bytes), sent in
+		// place (xds.lazyResource); a large CRL replaced is read anew.
+		copies = 1
 	}
 	r := &Runner{
 		opts: o, log: log, xds: srv, pub: srv.Publisher(), pacer: newPacer(copies),

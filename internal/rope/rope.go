@@ -29,7 +29,7 @@ import (
 // MinBytes is the size from which a bundle of several chunks is put in a
 // Secret as a token; a smaller one is joined (a cheap copy), so small
 // stores are served as they always were.
-var MinBytes = 256 << 10
+const MinBytes = 256 << 10
 
 // TokenLen is the length of a token: magic, then the rope's digest.
 const TokenLen = 16 + sha256.Size
