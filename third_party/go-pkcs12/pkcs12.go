@@ -47,6 +47,7 @@ type Encoder struct {
 	encryptionIterations int
 	saltLen              int
 	rand                 io.Reader
+	friendlyName         string // certplane patch: see WithFriendlyName
 }
 
 // WithIterations creates a new Encoder identical to enc except that
@@ -75,6 +76,19 @@ func (enc Encoder) WithIterations(iterations int) *Encoder {
 // instead of [crypto/rand.Reader].
 func (enc Encoder) WithRand(rand io.Reader) *Encoder {
 	enc.rand = rand
+	return &enc
+}
+
+// WithFriendlyName creates a new Encoder identical to enc except that
+// [Encoder.Encode] adds a PKCS#9 friendlyName attribute (a BMPString)
+// holding name next to the LocalKeyId attribute of the private key bag and
+// of the end-entity certificate bag.  Browsers and OS keychains show it
+// when the user picks a certificate.  An empty name adds no attribute.
+// Encode fails if name has characters outside the Basic Multilingual Plane.
+//
+// certplane patch; not in upstream go-pkcs12 v0.7.4.
+func (enc Encoder) WithFriendlyName(name string) *Encoder {
+	enc.friendlyName = name
 	return &enc
 }
 
@@ -650,7 +664,8 @@ func Encode(rand io.Reader, privateKey interface{}, certificate *x509.Certificat
 // and contains the certificates, and another that is unencrypted and contains the
 // private key shrouded with the key encryption algorithm.  The private key bag and
 // the end-entity certificate bag have the LocalKeyId attribute set to the SHA-1
-// fingerprint of the end-entity certificate.
+// fingerprint of the end-entity certificate, and, with [Encoder.WithFriendlyName]
+// (a certplane patch), the friendlyName attribute as well.
 func (enc *Encoder) Encode(privateKey interface{}, certificate *x509.Certificate, caCerts []*x509.Certificate, password string) (pfxData []byte, err error) {
 	if enc.macAlgorithm == nil && enc.certAlgorithm == nil && enc.keyAlgorithm == nil && password != "" {
 		return nil, errors.New("pkcs12: password must be empty")
@@ -673,9 +688,19 @@ func (enc *Encoder) Encode(privateKey interface{}, certificate *x509.Certificate
 	if localKeyIdAttr.Value.Bytes, err = asn1.Marshal(certFingerprint[:]); err != nil {
 		return nil, err
 	}
+	// certplane patch: the friendlyName attribute goes on the same two bags
+	// as localKeyId.
+	leafAttrs := []pkcs12Attribute{localKeyIdAttr}
+	if enc.friendlyName != "" {
+		friendlyNameAttr, err := makeFriendlyNameAttribute(enc.friendlyName)
+		if err != nil {
+			return nil, err
+		}
+		leafAttrs = []pkcs12Attribute{friendlyNameAttr, localKeyIdAttr}
+	}
 
 	var certBags []safeBag
-	if certBag, err := makeCertBag(certificate.Raw, []pkcs12Attribute{localKeyIdAttr}); err != nil {
+	if certBag, err := makeCertBag(certificate.Raw, leafAttrs); err != nil {
 		return nil, err
 	} else {
 		certBags = append(certBags, *certBag)
@@ -707,7 +732,7 @@ func (enc *Encoder) Encode(privateKey interface{}, certificate *x509.Certificate
 			return nil, err
 		}
 	}
-	keyBag.Attributes = append(keyBag.Attributes, localKeyIdAttr)
+	keyBag.Attributes = append(keyBag.Attributes, leafAttrs...) // certplane patch: was localKeyIdAttr
 
 	// Construct an authenticated safe with two SafeContents.
 	// The first SafeContents is encrypted and contains the cert bags.
@@ -933,6 +958,26 @@ func (enc *Encoder) EncodeTrustStoreEntries(entries []TrustStoreEntry, password 
 		return nil, errors.New("pkcs12: error writing P12 data: " + err.Error())
 	}
 	return
+}
+
+// makeFriendlyNameAttribute returns a PKCS#9 friendlyName attribute (RFC
+// 2985 section 5.5.1, RFC 7292 section 4.2): a SET holding one BMPString,
+// encoded as EncodeTrustStoreEntries encodes it.
+//
+// certplane patch; not in upstream go-pkcs12 v0.7.4.
+func makeFriendlyNameAttribute(name string) (pkcs12Attribute, error) {
+	bmpName, err := bmpString(name)
+	if err != nil {
+		return pkcs12Attribute{}, err
+	}
+	encodedName, err := asn1.Marshal(asn1.RawValue{Class: 0, Tag: 30, IsCompound: false, Bytes: bmpName})
+	if err != nil {
+		return pkcs12Attribute{}, err
+	}
+	return pkcs12Attribute{
+		Id:    oidFriendlyName,
+		Value: asn1.RawValue{Class: 0, Tag: 17, IsCompound: true, Bytes: encodedName},
+	}, nil
 }
 
 func makeCertBag(certBytes []byte, attributes []pkcs12Attribute) (certBag *safeBag, err error) {
