@@ -29,6 +29,8 @@ ENTRYPOINT ["/certplane"]
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces go-pkcs12 with this patched copy: go mod download reads its go.mod.
+COPY third_party/go-pkcs12/go.mod third_party/go-pkcs12/
 RUN go mod download
 COPY . .
 ARG TARGETOS

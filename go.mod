@@ -50,3 +50,5 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
+
+replace software.sslmate.com/src/go-pkcs12 => ./third_party/go-pkcs12

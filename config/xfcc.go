@@ -92,32 +92,18 @@ func (h *rawCertHeader) UnmarshalYAML(n *yaml.Node) error {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a client_cert_headers mapping is {xfcc: {mode, fields}}", n.Line)}}
 	}
 	h.Name, h.Mapped = "xfcc", true
-	body := n.Content[1]
-	var errs []string
-	for i := 0; i+1 < len(body.Content); i += 2 {
-		k, v := body.Content[i], body.Content[i+1]
-		var err error
-		switch k.Value {
+	return decodeFields(n.Content[1], "config.rawXFCC", func(key string, v *yaml.Node) (bool, error) {
+		switch key {
 		case "mode":
-			err = v.Decode(&h.Mode)
+			return true, v.Decode(&h.Mode)
 		case "fields":
 			var fs []string
-			err = v.Decode(&fs)
+			err := v.Decode(&fs)
 			h.Fields = &fs
-		default:
-			errs = append(errs, fmt.Sprintf("line %d: field %s not found in type config.rawXFCC", k.Line, k.Value))
+			return true, err
 		}
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			errs = append(errs, te.Errors...)
-		} else if err != nil {
-			errs = append(errs, fmt.Sprintf("line %d: %v", v.Line, err))
-		}
-	}
-	if len(errs) > 0 {
-		return &yaml.TypeError{Errors: errs}
-	}
-	return nil
+		return false, nil
+	})
 }
 
 // convertCertHeaders converts client_cert_headers (key on line line) for a

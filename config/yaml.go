@@ -142,20 +142,34 @@ func (p *rawTLSPolicy) UnmarshalYAML(n *yaml.Node) error {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: tls_policy must be tls12, tls13 or a mapping {min_version, max_version, cipher_suites}", n.Line)}}
 	}
 	p.Custom = true
+	return decodeFields(n, "config.rawCustomTLS", func(key string, v *yaml.Node) (bool, error) {
+		switch key {
+		case "min_version":
+			return true, v.Decode(&p.MinVersion)
+		case "max_version":
+			return true, v.Decode(&p.MaxVersion)
+		case "cipher_suites":
+			p.HasSuites = true
+			return true, v.Decode(&p.CipherSuites)
+		}
+		return false, nil
+	})
+}
+
+// decodeFields decodes the mapping n field by field for a custom
+// UnmarshalYAML, gathering every error the way yaml.v3 does for a struct
+// (one *yaml.TypeError, each line numbered), so that KnownFields strictness
+// and field paths in check's output work inside custom types too. field
+// decodes one key and reports whether it knows it; typeName is what an
+// unknown key's error names.
+func decodeFields(n *yaml.Node, typeName string, field func(key string, v *yaml.Node) (bool, error)) error {
 	var errs []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		var err error
-		switch k.Value {
-		case "min_version":
-			err = v.Decode(&p.MinVersion)
-		case "max_version":
-			err = v.Decode(&p.MaxVersion)
-		case "cipher_suites":
-			p.HasSuites = true
-			err = v.Decode(&p.CipherSuites)
-		default:
-			errs = append(errs, fmt.Sprintf("line %d: field %s not found in type config.rawCustomTLS", k.Line, k.Value))
+		known, err := field(k.Value, v)
+		if !known {
+			errs = append(errs, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, typeName))
+			continue
 		}
 		var te *yaml.TypeError
 		if errors.As(err, &te) {

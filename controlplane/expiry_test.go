@@ -1,14 +1,14 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/certplane/certplane/internal/testutil"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,22 +16,7 @@ import (
 	"github.com/certplane/certplane/status"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // TestExpiryWarnings serves a server certificate that expires in 20 days
 // and a CRL whose nextUpdate is in 10 days, with a 30-day threshold: both

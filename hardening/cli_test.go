@@ -5,46 +5,23 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
-)
 
-// The real certplane binary, built once per test run: `certplane check`
-// and `certplane proxy` are exercised as an operator runs them.
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
+	"github.com/certplane/certplane/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testutil.RemoveBinary()
 	os.Exit(code)
 }
 
+// certplaneBin is the real certplane binary, built once per test run:
+// `certplane check` and `certplane proxy` are exercised as an operator
+// runs them.
 func certplaneBin(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "certplane-hardening-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "certplane")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/certplane/certplane/cmd/certplane")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			binErr = errors.New("go build ./cmd/certplane: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
+	return testutil.CertplaneBinary(t)
 }
 
 // runCLI runs the certplane binary and returns its combined output and

@@ -133,13 +133,15 @@ func (c *chromium) run2(t *testing.T, url string, extra ...string) (string, stri
 }
 
 // nss runs certutil or pk12util on the profile's NSS database.
-func (c *chromium) nss(t *testing.T, tool string, args ...string) {
+func (c *chromium) nss(t *testing.T, tool string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(tool, args...)
 	cmd.Env = append(os.Environ(), "HOME="+c.home)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
 	}
+	return string(out)
 }
 
 func (c *chromium) db() string { return "sql:" + filepath.Join(c.home, ".pki", "nssdb") }
@@ -437,6 +439,13 @@ func TestBrowserClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.nss(t, "pk12util", "-i", filepath.Join(d.dir, "clients", "alice.p12"), "-d", c.db(), "-W", strings.TrimSpace(string(password)))
+	// The .p12's friendly name is the nickname NSS files it under (and
+	// what Chromium's picker shows): alice, the common name. certutil -L -n
+	// fails unless a certificate has that nickname.
+	if keys := c.nss(t, "certutil", "-K", "-d", c.db()); !strings.Contains(keys, "alice") {
+		t.Errorf("certutil -K: no key under nickname alice:\n%s", keys)
+	}
+	c.nss(t, "certutil", "-L", "-n", "alice", "-d", c.db())
 	writePolicy(t, "https://localhost:"+port)
 
 	// Two page loads in a row, as a person reloading: the demo backend's

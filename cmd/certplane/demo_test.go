@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,35 +10,20 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/certplane/certplane/internal/testutil"
+
 	"github.com/certplane/certplane/demobackend"
 )
 
-// syncBuffer is a bytes.Buffer safe for the demo goroutine and the test;
-// wrote ticks after each write, so a test waits for output without polling.
-type syncBuffer struct {
-	mu    sync.Mutex
-	b     bytes.Buffer
-	wrote chan struct{}
-}
+// syncBuffer is safe for the demo goroutine and the test; Wrote ticks
+// after writes, so a test waits for output without polling.
+type syncBuffer = testutil.SyncBuffer
 
-func newSyncBuffer() *syncBuffer { return &syncBuffer{wrote: make(chan struct{}, 1)} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.b.Write(p)
-	select {
-	case s.wrote <- struct{}{}:
-	default: // a tick is pending already
-	}
-	return n, err
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func newSyncBuffer() *syncBuffer { return &syncBuffer{} }
 
 // demoRun is a `certplane demo` running in this process.
 type demoRun struct {
@@ -98,8 +82,8 @@ func (d *demoRun) waitReady(t *testing.T) error {
 				return err
 			}
 			t.Fatalf("demo ended early: %v\n%s%s", err, d.out.String(), d.errb.String())
-		case <-d.out.wrote:
-		case <-d.errb.wrote:
+		case <-d.out.Wrote():
+		case <-d.errb.Wrote():
 		case <-deadline:
 			t.Fatalf("demo not ready after 30s:\n%s%s", d.out.String(), d.errb.String())
 		}

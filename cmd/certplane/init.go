@@ -167,11 +167,11 @@ func initDir(dir string, o initOptions, now time.Time) error {
 	}
 	password := hex.EncodeToString(pw[:])
 	clients := filepath.Join(dir, "clients")
-	aliceFiles, err := clientFiles(clients, "alice", ca, alice, password)
+	aliceFiles, err := clientFiles(clients, "alice", ca, alice, password, "")
 	if err != nil {
 		return err
 	}
-	malloryFiles, err := clientFiles(clients, "mallory", ca, mallory, "")
+	malloryFiles, err := clientFiles(clients, "mallory", ca, mallory, "", "")
 	if err != nil {
 		return err
 	}

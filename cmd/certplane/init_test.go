@@ -67,6 +67,8 @@ func TestInitScaffold(t *testing.T) {
 		"-passin", "file:"+filepath.Join(dir, "clients/p12-password.txt")); err != nil || !strings.Contains(got, "subject=CN = alice") {
 		t.Fatalf("alice.p12: %v\n%s", err, got)
 	}
+	// Its friendly name, what the browser's certificate picker shows.
+	checkOpenSSLFriendlyName(t, filepath.Join(dir, "clients/alice.p12"), "file:"+filepath.Join(dir, "clients/p12-password.txt"), "alice")
 	if pw := must(os.ReadFile(filepath.Join(dir, "clients/p12-password.txt"))); len(pw) != 33 {
 		t.Fatalf("p12 password is %d bytes, want 32 hex digits and a newline", len(pw))
 	}

@@ -456,12 +456,14 @@ func readPasswordFile(path string) (string, error) {
 
 func runPKIClient(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("pki client",
-		"certplane pki client --ca DIR --name NAME [--uri URI...] [--dns NAME...] [--email ADDR...] [--p12-password-file FILE] --out DIR [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
+		"certplane pki client --ca DIR --name NAME [--uri URI...] [--dns NAME...] [--email ADDR...] [--p12-password-file FILE [--friendly-name NAME]] --out DIR [--key-type T] [--validity D] [--crl-url URL] [--ocsp-url URL]",
 		`Issue a clientAuth certificate whose common name is NAME and write
 DIR/NAME.crt (the leaf, then the intermediates) and DIR/NAME.key (mode 0600).
 With --p12-password-file, also write DIR/NAME.p12 (mode 0600) for browsers
 and keychains: key, certificate and the CA chain, encrypted with AES-256 and
-PBKDF2-SHA-256 under the password in FILE (one line).`)
+PBKDF2-SHA-256 under the password in FILE (one line). Its friendly name,
+which certificate pickers and keychains show, is the common name NAME unless
+--friendly-name sets another.`)
 	caDir := fs.String("ca", "", "CA directory that signs (required)")
 	name := fs.String("name", "", "common name and file name: letters, digits, '.', '_', '-' (required)")
 	var uris, dns, emails stringsFlag
@@ -469,6 +471,7 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 	fs.Var(&dns, "dns", "DNS name SAN; repeat or comma-separate")
 	fs.Var(&emails, "email", "email SAN; repeat or comma-separate")
 	pwFile := fs.String("p12-password-file", "", "file holding the .p12 password; without it no .p12 is written")
+	friendlyName := fs.String("friendly-name", "", "name of the certificate in the .p12, shown by certificate pickers and keychains (default: the common name)")
 	out := fs.String("out", "", "output directory, created if missing (required)")
 	kt := keyTypeFlag(fs)
 	validity := durationFlag{d: 365 * 24 * time.Hour}
@@ -506,6 +509,16 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 			return usageError("--email %q is not an email address", e)
 		}
 	}
+	friendlyNameSet := false
+	fs.Visit(func(f *flag.Flag) { friendlyNameSet = friendlyNameSet || f.Name == "friendly-name" })
+	if friendlyNameSet {
+		if *pwFile == "" {
+			return usageError("--friendly-name names the certificate in the .p12: give --p12-password-file too")
+		}
+		if err := pki.CheckFriendlyName(*friendlyName); err != nil {
+			return usageError("--friendly-name: %v", err)
+		}
+	}
 	var password string
 	if *pwFile != "" {
 		if password, err = readPasswordFile(*pwFile); err != nil {
@@ -524,7 +537,7 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 	if err != nil {
 		return err
 	}
-	files, err := clientFiles(*out, *name, d.CA, leaf, password)
+	files, err := clientFiles(*out, *name, d.CA, leaf, password, *friendlyName)
 	if err != nil {
 		return err
 	}
@@ -541,8 +554,10 @@ PBKDF2-SHA-256 under the password in FILE (one line).`)
 	return nil
 }
 
-// clientFiles returns NAME.crt, NAME.key and, with a password, NAME.p12.
-func clientFiles(dir, name string, ca *pki.CA, leaf *pki.Leaf, password string) ([]pki.File, error) {
+// clientFiles returns NAME.crt, NAME.key and, with a password, NAME.p12,
+// whose friendly name is friendlyName or, when empty, pki.FriendlyName's
+// default (the common name).
+func clientFiles(dir, name string, ca *pki.CA, leaf *pki.Leaf, password, friendlyName string) ([]pki.File, error) {
 	keyPEM, err := pki.KeyPEM(leaf.Key)
 	if err != nil {
 		return nil, err
@@ -553,7 +568,10 @@ func clientFiles(dir, name string, ca *pki.CA, leaf *pki.Leaf, password string) 
 	}
 	if password != "" {
 		// The whole chain up to the root, so a browser can import it alone.
-		p12, err := pki.PKCS12(leaf, append([]*x509.Certificate{ca.Cert}, ca.Chain...), password)
+		if friendlyName == "" {
+			friendlyName = pki.FriendlyName(leaf.Cert, name)
+		}
+		p12, err := pki.PKCS12(leaf, append([]*x509.Certificate{ca.Cert}, ca.Chain...), password, friendlyName)
 		if err != nil {
 			return nil, err
 		}

@@ -109,6 +109,14 @@ func TestPKIErrors(t *testing.T) {
 			"certplane pki: --key-type \"rsa-1024\" is not supported (want one of ecdsa-p256, rsa-2048, rsa-3072, rsa-4096)\n", []string{filepath.Join(d, "o9")}},
 		{"bad client name", []string{"pki", "client", "--ca", ca, "--name", "../x", "--out", filepath.Join(d, "o10")}, 2,
 			"certplane pki: --name \"../x\" must be letters, digits, '.', '_' or '-': it names the files\n", []string{filepath.Join(d, "o10")}},
+		{"friendly name without .p12", []string{"pki", "client", "--ca", ca, "--name", "a", "--friendly-name", "A", "--out", filepath.Join(d, "o11")}, 2,
+			"certplane pki: --friendly-name names the certificate in the .p12: give --p12-password-file too\n", []string{filepath.Join(d, "o11")}},
+		{"empty friendly name", []string{"pki", "client", "--ca", ca, "--name", "a", "--p12-password-file", good, "--friendly-name", "", "--out", filepath.Join(d, "o12")}, 2,
+			"certplane pki: --friendly-name: a .p12 friendly name must not be empty\n", []string{filepath.Join(d, "o12")}},
+		{"friendly name outside the BMP", []string{"pki", "client", "--ca", ca, "--name", "a", "--p12-password-file", good, "--friendly-name", "a \U0001F600", "--out", filepath.Join(d, "o13")}, 2,
+			"certplane pki: --friendly-name: friendly name \"a \U0001F600\" holds '\U0001F600', outside the Basic Multilingual Plane a PKCS#12 BMPString can hold\n", []string{filepath.Join(d, "o13")}},
+		{"friendly name with a newline", []string{"pki", "client", "--ca", ca, "--name", "a", "--p12-password-file", good, "--friendly-name", "a\nb", "--out", filepath.Join(d, "o14")}, 2,
+			"certplane pki: --friendly-name: friendly name \"a\\nb\" holds a control character\n", []string{filepath.Join(d, "o14")}},
 		{"unknown pki command", []string{"pki", "frobnicate"}, 2, "usage: certplane pki …", nil},
 	}
 	for _, c := range cases {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -355,6 +356,9 @@ func TestPKIClientP12(t *testing.T) {
 	if got, err := tool(t, "openssl", "pkcs12", "-info", "-in", p12, "-passin", "pass:wrong", "-nokeys"); err == nil {
 		t.Fatalf("openssl read the .p12 with a wrong password:\n%s", got)
 	}
+	// The friendly name certificate pickers show: alice's common name, on
+	// the key bag and on the leaf's certificate bag (not on the CAs').
+	checkOpenSSLFriendlyName(t, p12, "file:"+pw, "alice")
 	key, cert, cas, err := pkcs12.DecodeChain(must(os.ReadFile(p12)), "correct horse battery staple")
 	if err != nil {
 		t.Fatal(err)
@@ -377,9 +381,115 @@ func TestPKIClientP12(t *testing.T) {
 	if got, err := tool(t, "certutil", "-N", "-d", "sql:"+db, "--empty-password"); err != nil {
 		t.Fatalf("certutil -N: %v\n%s", err, got)
 	}
-	if got, err := tool(t, "pk12util", "-i", p12, "-d", "sql:"+db, "-w", pw); err != nil || !strings.Contains(got, "PKCS12 IMPORT SUCCESSFUL") {
+	checkNSSFriendlyName(t, p12, pw, "alice")
+}
+
+// checkOpenSSLFriendlyName reads the .p12's bag attributes back with
+// OpenSSL 3 (passin is an openssl -passin argument): friendlyName want on
+// the leaf's certificate bag (-nokeys) and on the key bag (-nocerts), none
+// on the CA certificates' bags. OpenSSL 3.0 prints a BMPString byte by byte,
+// so want must be ASCII here; checkNSSFriendlyName covers other names.
+func checkOpenSSLFriendlyName(t *testing.T, p12, passin, want string) {
+	t.Helper()
+	certs, err := tool(t, "openssl", "pkcs12", "-info", "-nokeys", "-in", p12, "-passin", passin)
+	if err != nil {
+		t.Fatalf("openssl pkcs12 -info -nokeys: %v\n%s", err, certs)
+	}
+	// Each certificate: "Bag Attributes" (its attributes), then "subject=".
+	var names []string
+	var bagName string
+	for _, line := range strings.Split(certs, "\n") {
+		switch {
+		case strings.HasPrefix(line, "Bag Attributes"):
+			bagName = "(none)"
+		case strings.HasPrefix(line, "    friendlyName: "):
+			bagName = strings.TrimPrefix(line, "    friendlyName: ")
+		case strings.HasPrefix(line, "subject="):
+			names = append(names, bagName)
+			bagName = ""
+		}
+	}
+	if len(names) < 2 || names[0] != want || slices.ContainsFunc(names[1:], func(n string) bool { return n != "(none)" }) {
+		t.Errorf("openssl: certificate bags' friendly names %q, want %q on the leaf's and none on the CAs':\n%s", names, want, certs)
+	}
+	key, err := tool(t, "openssl", "pkcs12", "-info", "-nocerts", "-in", p12, "-passin", passin, "-passout", "pass:only-for-this-test")
+	if err != nil {
+		t.Fatalf("openssl pkcs12 -info -nocerts: %v\n%s", err, key)
+	}
+	// Only the attributes: no key, even one encrypted for this test, in the log.
+	key, _, _ = strings.Cut(key, "-----BEGIN")
+	if n := strings.Count(key, "    friendlyName: "); n != 1 || !strings.Contains(key, "    friendlyName: "+want+"\n") {
+		t.Errorf("openssl: key bag lacks friendlyName %q (%d friendlyName lines):\n%s", want, n, key)
+	}
+}
+
+// checkNSSFriendlyName lists the .p12 with NSS's pk12util (pwFile holds the
+// password): friendlyName want on the leaf certificate and the key, and no
+// other; then imports it into a new NSS database (as Firefox and Chromium
+// on Linux do) and finds the leaf under the nickname want with its key.
+// Skipped without pk12util.
+func checkNSSFriendlyName(t *testing.T, p12, pwFile, want string) {
+	t.Helper()
+	if _, err := exec.LookPath("pk12util"); err != nil {
+		t.Logf("pk12util (libnss3-tools) is not installed: NSS friendly name not checked")
+		return
+	}
+	list, err := tool(t, "pk12util", "-l", p12, "-w", pwFile)
+	if err != nil {
+		t.Fatalf("pk12util -l: %v\n%s", err, list)
+	}
+	var names []string
+	for _, line := range strings.Split(list, "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "Friendly Name: "); ok {
+			names = append(names, n)
+		}
+	}
+	if !slices.Equal(names, []string{want, want}) {
+		t.Errorf("pk12util -l: friendly names %q, want %q on the certificate and the key:\n%s", names, want, list)
+	}
+	db := filepath.Join(t.TempDir(), "nssdb")
+	if err := os.Mkdir(db, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tool(t, "certutil", "-N", "-d", "sql:"+db, "--empty-password"); err != nil {
+		t.Fatalf("certutil -N: %v\n%s", err, got)
+	}
+	if got, err := tool(t, "pk12util", "-i", p12, "-d", "sql:"+db, "-w", pwFile); err != nil || !strings.Contains(got, "PKCS12 IMPORT SUCCESSFUL") {
 		t.Fatalf("pk12util import: %v\n%s", err, got)
 	}
+	// -L -n finds the certificate by nickname; -K lists the keys by it.
+	if got, err := tool(t, "certutil", "-L", "-d", "sql:"+db, "-n", want); err != nil {
+		t.Errorf("certutil -L -n %q after import: %v\n%s", want, err, got)
+	}
+	if got, err := tool(t, "certutil", "-K", "-d", "sql:"+db); err != nil || !strings.Contains(got, want) {
+		t.Errorf("certutil -K: no key under nickname %q: %v\n%s", want, err, got)
+	}
+}
+
+// TestPKIClientFriendlyName: --friendly-name sets the name pickers show,
+// read back by OpenSSL, NSS and a Go decoder (pki tests); bad names are
+// refused before anything is written.
+func TestPKIClientFriendlyName(t *testing.T) {
+	needTool(t, "openssl")
+	d := t.TempDir()
+	ca, cl := filepath.Join(d, "ca"), filepath.Join(d, "clients")
+	pw := filepath.Join(d, "pw.txt")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, "pki", "ca", "--out", ca)
+	mustCLI(t, "pki", "client", "--ca", ca, "--name", "alice", "--p12-password-file", pw,
+		"--friendly-name", "Alice's laptop (certplane)", "--out", cl)
+	p12 := filepath.Join(cl, "alice.p12")
+	checkOpenSSLFriendlyName(t, p12, "pass:s3cret", "Alice's laptop (certplane)")
+	checkNSSFriendlyName(t, p12, pw, "Alice's laptop (certplane)")
+	if cert := readCert(t, filepath.Join(cl, "alice.crt")); cert.Subject.CommonName != "alice" {
+		t.Errorf("--friendly-name changed the certificate's CN to %q", cert.Subject.CommonName)
+	}
+	// Beyond ASCII (UCS-2 only): NSS decodes the BMPString to UTF-8.
+	mustCLI(t, "pki", "client", "--ca", ca, "--name", "bob", "--p12-password-file", pw,
+		"--friendly-name", "Bob – Ünïcode 日本", "--out", cl)
+	checkNSSFriendlyName(t, filepath.Join(cl, "bob.p12"), pw, "Bob – Ünïcode 日本")
 }
 
 // TestCurlMutualTLS runs a Go server that requires client certificates from

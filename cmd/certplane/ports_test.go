@@ -75,7 +75,7 @@ func TestBusyPortsSayAddressInUse(t *testing.T) {
 	deadline := time.After(20 * time.Second)
 	for !strings.Contains(errOut.String(), "listener cannot bind") {
 		select {
-		case <-errOut.wrote:
+		case <-errOut.Wrote():
 		case err := <-done:
 			t.Fatalf("proxy ended: %v\n%s", err, errOut.String())
 		case <-deadline:

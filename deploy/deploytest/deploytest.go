@@ -6,19 +6,10 @@ package deploytest
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
-)
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
+	"github.com/certplane/certplane/internal/testutil"
 )
 
 // Binary returns the path of a certplane binary built from this checkout.
@@ -26,29 +17,11 @@ var (
 // than calling package main's functions.
 func Binary(tb testing.TB) string {
 	tb.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "certplane-deploytest-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "certplane")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/certplane/certplane/cmd/certplane").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build ./cmd/certplane: %w\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		tb.Fatal(binErr)
-	}
-	return binPath
+	return testutil.CertplaneBinary(tb)
 }
 
 // Cleanup removes the binary; call it from TestMain after m.Run.
-func Cleanup() {
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-}
+func Cleanup() { testutil.RemoveBinary() }
 
 // Run runs the binary and returns its stdout, stderr and exit status.
 func Run(tb testing.TB, args ...string) (stdout, stderr string, code int) {

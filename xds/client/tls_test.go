@@ -1,13 +1,13 @@
 package client
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/certplane/certplane/internal/testutil"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -24,22 +24,7 @@ func tlsCert(l *pki.Leaf) tls.Certificate {
 }
 
 // syncBuffer is a log sink safe for Run's goroutine and the test's.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func TestMutualTLSToTheControlPlane(t *testing.T) {
 	checkNoLeaks(t)
