@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // DefaultMaxFileSize bounds every file the loader reads. Certificates, keys,
@@ -101,6 +102,7 @@ func statFollow(path string) (fs.FileInfo, error) {
 
 // readFile reads one regular file of at most limit bytes, following symlinks.
 func readFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
+	start := time.Now()
 	info, err := statFollow(path)
 	if err != nil {
 		return nil, nil, err
@@ -131,7 +133,14 @@ func readFile(path string, limit int64) ([]byte, fs.FileInfo, error) {
 	if int64(len(data)) > limit {
 		return nil, nil, fileErr(path, fmt.Errorf("file is over the limit of %d bytes", limit))
 	}
-	return data, info, nil
+	return data, readInfo{FileInfo: info, at: start}, nil
+}
+
+// readInfo is the FileInfo of a file as read, with the moment the read
+// started: the parse cache measures a file's age from it (racyWindowOf).
+type readInfo struct {
+	fs.FileInfo
+	at time.Time
 }
 
 // readAllSized reads r to its end into a buffer of size+1 bytes, growing

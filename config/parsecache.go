@@ -62,8 +62,37 @@ func idOf(info fs.FileInfo) fileID {
 // racyWindow: a file whose mtime is this close to the moment it was read
 // may have been written again within the same timestamp tick, unseen by
 // size, mtime and ctime (git's "racily clean" entries); it is read and
-// hashed again rather than trusted by its identity.
-const racyWindow = 2 * time.Second
+// hashed again rather than trusted by its identity. racyWindow is for
+// filesystems that keep whole seconds (HFS+) or two (FAT): an mtime with
+// no fractional part. One with a fractional part comes from a filesystem
+// with sub-second timestamps, which the kernel stamps from its coarse
+// clock, at most one tick behind (10 ms at HZ=100; exFAT keeps 10 ms):
+// fineRacyWindow is ten such ticks. A 46 MB CRL written just before a
+// start or a reload was otherwise read and hashed again on every reload of
+// the next 2 s: 200 ms each on this project's test machine, the first
+// revocation pushed after a start included (issue 12).
+const (
+	racyWindow     = 2 * time.Second
+	fineRacyWindow = 100 * time.Millisecond
+)
+
+// racyWindowOf is the window for a file with this mtime.
+func racyWindowOf(mtime time.Time) time.Duration {
+	if mtime.Nanosecond() != 0 {
+		return fineRacyWindow
+	}
+	return racyWindow
+}
+
+// readAt is when the read of info's file started (readFile), or now. A
+// write after that moment must show in the identity: so the age that
+// settles a file is measured from the start of its read, not the end.
+func readAt(info fs.FileInfo) time.Time {
+	if ri, ok := info.(readInfo); ok {
+		return ri.at
+	}
+	return time.Now()
+}
 
 // NewParseCache returns an empty cache.
 func NewParseCache() *ParseCache {
@@ -95,6 +124,7 @@ func lookup[T any](c *ParseCache, path string, data []byte, info fs.FileInfo, pa
 	if c == nil || info == nil {
 		return parse()
 	}
+	at := readAt(info)
 	sum := maphash.Bytes(c.seed, data)
 	c.mu.Lock()
 	c.seen[path] = true
@@ -104,7 +134,7 @@ func lookup[T any](c *ParseCache, path string, data []byte, info fs.FileInfo, pa
 		if v, ok := e.val.(T); ok {
 			// Read again and found the same: the file may settle now.
 			c.mu.Lock()
-			c.entries[path] = &cacheEntry{size: e.size, mtime: e.mtime, sum: sum, id: idOf(info), read: time.Now(), val: v}
+			c.entries[path] = &cacheEntry{size: e.size, mtime: e.mtime, sum: sum, id: idOf(info), read: at, val: v}
 			c.mu.Unlock()
 			return v
 		}
@@ -112,14 +142,14 @@ func lookup[T any](c *ParseCache, path string, data []byte, info fs.FileInfo, pa
 	c.parses.Add(1)
 	v := parse()
 	c.mu.Lock()
-	c.entries[path] = &cacheEntry{size: info.Size(), mtime: info.ModTime(), sum: sum, id: idOf(info), read: time.Now(), val: v}
+	c.entries[path] = &cacheEntry{size: info.Size(), mtime: info.ModTime(), sum: sum, id: idOf(info), read: at, val: v}
 	c.mu.Unlock()
 	return v
 }
 
 // settled returns the value cached for path without reading the file when
 // its identity (device, inode, size, mtime, ctime) is the one read and it
-// had not been modified for racyWindow when it was read: a 48 MB CRL left
+// had not been modified for its racy window when it was read: a 48 MB CRL left
 // alone costs a stat per reload, not a read and a hash. Any other case
 // (no identity on this platform, a recent write) reads and hashes.
 func settled[T any](c *ParseCache, path string, info fs.FileInfo) (T, bool) {
@@ -131,7 +161,7 @@ func settled[T any](c *ParseCache, path string, info fs.FileInfo) (T, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[path]
-	if e == nil || !id.ok || e.id != id || e.size != info.Size() || !e.mtime.Equal(info.ModTime()) || !e.mtime.Before(e.read.Add(-racyWindow)) {
+	if e == nil || !id.ok || e.id != id || e.size != info.Size() || !e.mtime.Equal(info.ModTime()) || !e.mtime.Before(e.read.Add(-racyWindowOf(e.mtime))) {
 		return zero, false
 	}
 	v, ok := e.val.(T)

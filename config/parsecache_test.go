@@ -241,3 +241,47 @@ func fileSize(t *testing.T, p string) int64 {
 	}
 	return info.Size()
 }
+
+// A file is trusted by its identity, unread, once it was read more than its
+// racy window after its last write: a tenth of a second for a filesystem
+// with sub-second timestamps, 2 s for one that keeps whole seconds. A 46 MB
+// CRL written just before a start is then not read again by the reloads
+// of the next 2 s (issue 12: the first revocation pushed after a start
+// waited 200 ms for it).
+func TestParseCacheRacyWindow(t *testing.T) {
+	base := time.Now().Truncate(time.Second)
+	for _, tc := range []struct {
+		name    string
+		mtime   time.Time
+		settled bool
+	}{
+		{"sub-second timestamp, 0.9 s old", base.Add(-time.Second + 123456789), true},
+		{"sub-second timestamp, written now", time.Now().Add(time.Second), false},
+		{"whole-second timestamp, 1 s old", base.Add(-time.Second), false},
+		{"whole-second timestamp, 3 s old", base.Add(-3 * time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "ca.crl")
+			if err := os.WriteFile(p, []byte("content"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(p, tc.mtime, tc.mtime); err != nil {
+				t.Fatal(err)
+			}
+			c := config.NewParseCache()
+			if ok, err := config.CacheSettled(c, p); err != nil || ok {
+				t.Fatalf("settled before any read: %v, %v", ok, err)
+			}
+			if err := config.CacheRead(c, p); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := config.CacheSettled(c, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != tc.settled {
+				t.Errorf("settled after one read = %v, want %v", ok, tc.settled)
+			}
+		})
+	}
+}

@@ -109,5 +109,19 @@ func dialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes), grpc.ForceCodecV2(newRecvCodec())),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.WithInitialWindowSize(flowWindow),
+		grpc.WithInitialConnWindowSize(flowWindow),
 	}
 }
+
+// flowWindow is the HTTP/2 receive window of the xDS connection and its
+// stream: Envoy's default (Http2ProtocolOptions.initial_stream_window_size
+// and initial_connection_window_size, 256 MiB), the same as the largest
+// response the client accepts. gRPC-Go would start at 64 KiB and grow the
+// window from its bandwidth-delay estimate, so the first large response
+// (a trust Secret with a 1M-serial CRL is 46 MB) crawled through hundreds
+// of WINDOW_UPDATE round trips: a revocation pushed after a restart reached
+// the proxy a few hundred ms later than later ones. The control plane is
+// the one peer and is trusted with keys already; the window is credit, not
+// memory allocated up front.
+const flowWindow = maxResponseBytes
