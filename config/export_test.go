@@ -1,7 +1,5 @@
 package config
 
-import ()
-
 // CacheRead reads path as the loader does and looks it up in c.
 func CacheRead(c *ParseCache, path string) error {
 	b, info, err := readFile(path, 1<<20)
